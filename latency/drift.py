@@ -1,0 +1,151 @@
+"""Drift control: time a fixed reference model between the candidates.
+
+This machine (and phones: thermal state, governors) speeds up and slows down as a whole; the
+same model's median moves by ~4% over minutes but <1% over 1.5 s. Measuring R C1 R C2 ... Cn R
+and dividing each candidate's median by the mean of the two reference medians beside it gives
+a ratio that stays put. The reference's own series is the device's drift record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from latency.devices.base import Device
+from latency.measurement import Measurement, model_hash
+from latency.protocol import MeasureProtocol
+from latency.store import MeasurementRecord
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate: its measurement, the reference beside it, and their ratio."""
+
+    key: str
+    model_hash: str
+    measurement: Measurement
+    reference_ms: float
+    relative: float
+
+
+@dataclass(frozen=True)
+class ReferencePoint:
+    """One reference measurement of the drift record; `timestamp` is Unix time at its end."""
+
+    timestamp: float
+    measurement: Measurement
+
+
+@dataclass(frozen=True)
+class InterleavedResult:
+    candidates: tuple[CandidateResult, ...]
+    reference: tuple[ReferencePoint, ...]
+    reference_hash: str
+
+    def by_key(self) -> dict[str, CandidateResult]:
+        return {c.key: c for c in self.candidates}
+
+    @property
+    def reference_spread(self) -> float:
+        """max/min of the reference medians: how much the device drifted during the run."""
+        medians = [p.measurement.median_ms for p in self.reference]
+        return max(medians) / min(medians)
+
+
+def relative_latencies(candidate_ms: Sequence[float], reference_ms: Sequence[float]
+                       ) -> list[tuple[float, float]]:
+    """(reference_ms, relative) per candidate from the R C1 R ... Cn R medians.
+
+    Candidate i sits between reference i and i+1; its reference is their mean.
+    """
+    if len(reference_ms) != len(candidate_ms) + 1:
+        raise ValueError(f"{len(candidate_ms)} candidates need {len(candidate_ms) + 1} reference "
+                         f"medians around them, got {len(reference_ms)}")
+    out = []
+    for i, c in enumerate(candidate_ms):
+        ref = (reference_ms[i] + reference_ms[i + 1]) / 2
+        if ref <= 0:
+            raise ValueError(f"reference median {ref} ms is not positive")
+        out.append((ref, c / ref))
+    return out
+
+
+def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], reference: bytes,
+                        protocol: MeasureProtocol, progress: bool = False,
+                        clock: Callable[[], float] = time.time) -> InterleavedResult:
+    """Measure R C1 R C2 ... Cn R on `device`; keys must be unique."""
+    keys = [k for k, _ in items]
+    if not keys:
+        raise ValueError("measure_interleaved needs at least one (key, model bytes) item")
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate keys {dupes}: each candidate needs its own key")
+
+    refs: list[ReferencePoint] = []
+    found: list[Measurement] = []
+
+    def measure_reference() -> None:
+        m = device.measure(reference, protocol)
+        refs.append(ReferencePoint(clock(), m))
+
+    with _progress(progress, len(items)) as advance:
+        measure_reference()
+        for key, model in items:
+            found.append(device.measure(model, protocol))
+            measure_reference()
+            advance(key)
+    pairs = relative_latencies([m.median_ms for m in found],
+                               [p.measurement.median_ms for p in refs])
+    candidates = tuple(CandidateResult(key, model_hash(model), m, ref, rel)
+                       for (key, model), m, (ref, rel) in zip(items, found, pairs))
+    return InterleavedResult(candidates, tuple(refs), model_hash(reference))
+
+
+def interleaved_records(result: InterleavedResult, protocol: MeasureProtocol, *, session: str,
+                        source: str, kind: str = "arch", reference_key: str = "reference",
+                        arch_info: Mapping[str, tuple[str | None, str | None]] | None = None
+                        ) -> list[MeasurementRecord]:
+    """Store rows in measurement order (R C1 R C2 ... R): candidates with reference_ms and
+    relative, references with kind 'reference'. arch_info maps a key to (arch_id, spec JSON)."""
+    arch_info = arch_info or {}
+
+    def ref_record(point: ReferencePoint) -> MeasurementRecord:
+        return MeasurementRecord.from_measurement(
+            point.measurement, model_hash=result.reference_hash, kind="reference",
+            protocol=protocol, session=session, source=source, key=reference_key)
+
+    records = [ref_record(result.reference[0])]
+    for c, point in zip(result.candidates, result.reference[1:]):
+        arch_id, spec = arch_info.get(c.key, (None, None))
+        records.append(MeasurementRecord.from_measurement(
+            c.measurement, model_hash=c.model_hash, kind=kind, protocol=protocol,
+            session=session, source=source, key=c.key, arch_id=arch_id, arch_spec=spec,
+            reference_ms=c.reference_ms, relative=c.relative))
+        records.append(ref_record(point))
+    return records
+
+
+class _progress:
+    """Rich progress bar when asked; a no-op otherwise (rich is imported only then)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Callable[[str], None]:
+        if not self.enabled:
+            return lambda key: None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task("measuring", total=self.total)
+
+        def advance(key: str) -> None:
+            self._bar.update(task, advance=1, description=f"measured {key}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,1 @@
+"""The `mnas` command: thin argparse front ends over library functions."""

@@ -1,0 +1,121 @@
+"""`mnas device serve|info` and `mnas store export`: thin wrappers over latency.*."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import stat
+import sys
+from pathlib import Path
+
+from mnas_jax.cli.errors import UserError
+from mnas_jax.cli.output import print_json
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    device = sub.add_parser("device", help="serve a device over HTTP or show its fingerprint")
+    dsub = device.add_subparsers(dest="device_command", required=True)
+
+    serve = dsub.add_parser("serve", help="expose one device over HTTP (token-protected)")
+    serve.add_argument("--device", required=True, help="device spec, e.g. local or adb:SERIAL")
+    serve.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
+    serve.add_argument("--token-file", required=True, type=Path,
+                       help="file holding the bearer token clients must send")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; tunnel over SSH from elsewhere)")
+    serve.add_argument("--max-upload-mb", type=float, default=64.0, help="upload limit (MB)")
+    serve.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds per request, waiting in line included")
+    serve.set_defaults(func=_serve)
+
+    info = dsub.add_parser("info", help="print a device's fingerprint")
+    info.add_argument("--device", required=True, help="device spec, e.g. local, http://HOST:PORT")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_info)
+
+    store = sub.add_parser("store", help="the measurement store of a work directory")
+    ssub = store.add_subparsers(dest="store_command", required=True)
+    export = ssub.add_parser("export", help="write every stored measurement to CSV")
+    export.add_argument("--workdir", required=True, type=Path, help="work directory")
+    export.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write")
+    export.set_defaults(func=_store_export)
+
+
+def _open(spec: str):
+    from latency.devices import open_device
+    from latency.devices.base import DeviceError
+
+    try:
+        return open_device(spec)
+    except (DeviceError, PermissionError, TimeoutError) as e:
+        raise UserError(str(e)) from None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in `path`; warns when others may read it."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"token file {str(path)!r} not found; create it with: "
+            f"python -c 'import secrets; print(secrets.token_hex(16))' > {path}")
+    if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("token file %s is readable by other users; chmod 600 it", path)
+    token = path.read_text().strip()
+    if not token:
+        raise UserError(f"token file {str(path)!r} is empty; put a random token in it")
+    return token
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from latency.devices.base import DeviceError
+    from latency.server import serve
+
+    token = read_token_file(args.token_file)
+    if args.max_upload_mb <= 0 or args.timeout <= 0:
+        raise UserError(f"--max-upload-mb {args.max_upload_mb} and --timeout {args.timeout} "
+                        "must be positive")
+    device = _open(args.device)
+
+    def ready(server) -> None:
+        fp = server.fingerprint
+        sys.stdout.write(f"serving {args.device} ({fp.cpu_model}, {fp.delegate}, "
+                         f"{fp.threads} thread(s), device {fp.device_id}) on {server.url}\n")
+        sys.stdout.flush()
+
+    try:
+        serve(device, token, host=args.host, port=args.port,
+              max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout,
+              ready=ready)
+    except (DeviceError, PermissionError, TimeoutError) as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from latency.devices.base import DeviceError
+
+    device = _open(args.device)
+    try:
+        fp = device.fingerprint()
+    except (DeviceError, PermissionError, TimeoutError) as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print_json({"device_id": fp.device_id, **fp.to_dict()})
+    else:
+        lines = [f"device_id: {fp.device_id}", f"kind: {fp.kind}", f"cpu_model: {fp.cpu_model}",
+                 f"runtime: {fp.runtime} {fp.runtime_version}", f"threads: {fp.threads}",
+                 f"delegate: {fp.delegate}"] + [f"{k}: {v}" for k, v in fp.extra]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _store_export(args: argparse.Namespace) -> int:
+    from latency.store import MeasurementStore
+
+    with MeasurementStore.in_workdir(args.workdir, create=False) as store:
+        n = store.export_csv(args.output)
+    sys.stdout.write(f"wrote {n} measurements to {args.output}\n")
+    return 0

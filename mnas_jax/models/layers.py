@@ -1,0 +1,180 @@
+"""Typed Flax layers. They take integers, callables and enums for implementation choices, never
+op-name strings; `net.build_layer` is the one place a LayerSpec is turned into a module."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mnas_jax.models.depthwise import DepthwiseConv, DepthwiseImpl
+
+Act = Callable[[jax.Array], jax.Array]
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _bn(train: bool, name: str | None = None) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                        name=name)
+
+
+class ConvBN(nn.Module):
+    """KxK conv (no bias) + BN + optional activation."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    groups: int = 1
+    act: Act | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                    padding="SAME", feature_group_count=self.groups, use_bias=False,
+                    kernel_init=_conv_init, name="conv")(x)
+        x = _bn(train, "bn")(x)
+        return self.act(x) if self.act is not None else x
+
+
+class DepthwiseBN(nn.Module):
+    """Depthwise KxK conv + BN + activation."""
+
+    kernel: int
+    stride: int
+    act: Act
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = DepthwiseConv(x.shape[-1], self.kernel, self.stride, self.dw_impl, name="dw")(x)
+        return self.act(_bn(train, "bn")(x))
+
+
+class SqueezeExcite(nn.Module):
+    """Global mean -> FC reduce + ReLU -> FC expand + sigmoid -> channel scale.
+
+    Dense layers act on (N, C), not (N, 1, 1, C): the latter fails to convert to TFLite.
+    """
+
+    reduced: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = jnp.mean(x, axis=(1, 2))
+        s = nn.relu(nn.Dense(self.reduced, name="reduce")(s))
+        s = nn.sigmoid(nn.Dense(x.shape[-1], name="expand")(s))
+        return x * s[:, None, None, :]
+
+
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+    n, h, w, c = x.shape
+    return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)
+
+
+class Shortcut(nn.Module):
+    """The pooling shortcut where the shape changes: avg-pool by the stride, 1x1 conv + BN when
+    the channel count changes."""
+
+    features: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.stride > 1:
+            s = self.stride
+            x = nn.avg_pool(x, (s, s), (s, s), padding="SAME", count_include_pad=False)
+        if x.shape[-1] != self.features:
+            x = ConvBN(self.features, 1, name="proj")(x, train)
+        return x
+
+
+class Residual(nn.Module):
+    """Wraps a layer body with its effective shortcut: 'identity', 'pool' (shape change) or none."""
+
+    body: nn.Module
+    identity: bool = False
+    pool_shortcut: Shortcut | None = None
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        y = self.body(x, train)
+        if self.identity:
+            return y + x
+        if self.pool_shortcut is not None:
+            return y + self.pool_shortcut(x, train)
+        return y
+
+
+class RegularConv(nn.Module):
+    features: int
+    kernel: int
+    stride: int
+    se_reduced: int
+    act: Act
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = ConvBN(self.features, self.kernel, self.stride, act=self.act, name="conv_bn")(x, train)
+        if self.se_reduced:
+            x = SqueezeExcite(self.se_reduced, name="se")(x)
+        return x
+
+
+class SepConv(nn.Module):
+    features: int
+    kernel: int
+    stride: int
+    se_reduced: int
+    act: Act
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
+        if self.se_reduced:
+            x = SqueezeExcite(self.se_reduced, name="se")(x)
+        return ConvBN(self.features, 1, name="pw")(x, train)
+
+
+class MBConv(nn.Module):
+    """Inverted bottleneck. `always_expand` (FBNet) keeps the 1x1 expansion even at expansion 1;
+    `groups` > 1 groups both 1x1 convs and shuffles channels after the first."""
+
+    features: int
+    kernel: int
+    stride: int
+    expansion: int
+    se_reduced: int
+    act: Act
+    groups: int = 1
+    always_expand: bool = False
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        mid = x.shape[-1] * self.expansion
+        if self.expansion > 1 or self.always_expand:
+            x = ConvBN(mid, 1, groups=self.groups, act=self.act, name="expand")(x, train)
+            if self.groups > 1:
+                x = channel_shuffle(x, self.groups)
+        x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
+        if self.se_reduced:
+            x = SqueezeExcite(self.se_reduced, name="se")(x)
+        return ConvBN(self.features, 1, groups=self.groups, name="project")(x, train)
+
+
+class FBNetSkip(nn.Module):
+    """FBNet's skip choice: identity when the shape is kept, else 1x1 conv + BN + act."""
+
+    features: int
+    stride: int
+    act: Act
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.stride == 1 and x.shape[-1] == self.features:
+            return x
+        return ConvBN(self.features, 1, self.stride, act=self.act, name="conv_bn")(x, train)

@@ -1,0 +1,1 @@
+"""The search: sample-evaluate-update loops and the searchers they drive."""

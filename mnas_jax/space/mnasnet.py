@@ -1,0 +1,115 @@
+"""The MnasNet factorized hierarchical search space on MobileNetV2's 7-block skeleton.
+
+Per block, six decisions: ConvOp {conv, sepconv, mbconv e3, mbconv e6}, kernel {3, 5},
+SE ratio {0, 0.25}, skip {pool, identity, none}, filters = MobileNetV2's width x {0.75, 1.0, 1.25}
+(rounded to a multiple of 4, which keeps the three choices distinct in every block), layers =
+MobileNetV2's count + {-1, 0, +1}. A block of 0 layers (possible where MobileNetV2 has 1) is
+skipped; its other choices are kept in the spec so tokens round-trip. Stem (3x3 conv, 32),
+head (1x1 conv, 1280), dropout 0.2 and ReLU are fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from mnas_jax.space.base import check_tokens
+from mnas_jax.space.settings import Setting, make_divisible
+from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, Op, Skip
+
+BASE_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
+BASE_REPEATS = (1, 2, 3, 4, 3, 3, 1)
+OPS: tuple[tuple[Op, int], ...] = ((Op.CONV, 1), (Op.SEPCONV, 1), (Op.MBCONV, 3), (Op.MBCONV, 6))
+KERNELS = (3, 5)
+SE_RATIOS = (0.0, 0.25)
+SKIPS = (Skip.POOL, Skip.IDENTITY, Skip.NONE)
+FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
+LAYER_DELTAS = (-1, 0, 1)
+DECISIONS = ("op", "kernel", "se", "skip", "filters", "layers")
+CHANNEL_DIVISOR = 4
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, tuple):
+        return tuple(_shown(v) for v in value)
+    return getattr(value, "value", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class MnasNetSpace:
+    setting_: Setting
+    name: str = "mnasnet"
+    stem_channels: int = 32
+    head_channels: int = 1280
+    dropout: float = 0.2
+
+    @property
+    def setting(self) -> str:
+        return self.setting_.name
+
+    @property
+    def choices(self) -> tuple[int, ...]:
+        per = (len(OPS), len(KERNELS), len(SE_RATIOS), len(SKIPS), len(FILTER_MULTIPLIERS),
+               len(LAYER_DELTAS))
+        return per * len(BASE_CHANNELS)
+
+    @property
+    def decision_names(self) -> tuple[str, ...]:
+        return tuple(f"b{b}.{d}" for b in range(len(BASE_CHANNELS)) for d in DECISIONS)
+
+    def block_filters(self, block: int) -> tuple[int, ...]:
+        return tuple(make_divisible(BASE_CHANNELS[block] * m, CHANNEL_DIVISOR)
+                     for m in FILTER_MULTIPLIERS)
+
+    def block_repeats(self, block: int) -> tuple[int, ...]:
+        return tuple(BASE_REPEATS[block] + d for d in LAYER_DELTAS)
+
+    def decode(self, tokens: Sequence[int]) -> ArchSpec:
+        toks = check_tokens(self.choices, tokens)
+        blocks = []
+        for b in range(len(BASE_CHANNELS)):
+            op_t, k_t, se_t, skip_t, f_t, n_t = toks[6 * b: 6 * b + 6]
+            op, expansion = OPS[op_t]
+            blocks.append(BlockSpec(
+                op=op, kernel=KERNELS[k_t], expansion=expansion, se_ratio=SE_RATIOS[se_t],
+                skip=SKIPS[skip_t], out_channels=self.block_filters(b)[f_t],
+                repeats=self.block_repeats(b)[n_t], stride=self.setting_.block_strides[b]))
+        return self._spec(tuple(blocks))
+
+    def _spec(self, blocks: tuple[BlockSpec, ...]) -> ArchSpec:
+        s = self.setting_
+        return ArchSpec(blocks=blocks, input_size=s.input_size, input_channels=s.input_channels,
+                        num_classes=s.num_classes, stem_channels=self.stem_channels,
+                        stem_stride=s.stem_stride, head_channels=self.head_channels,
+                        dropout=self.dropout, activation=Activation.RELU)
+
+    def encode(self, spec: ArchSpec) -> tuple[int, ...]:
+        if len(spec.blocks) != len(BASE_CHANNELS):
+            raise ValueError(f"{len(spec.blocks)} blocks; the MnasNet space has {len(BASE_CHANNELS)}")
+        fixed = self._spec(spec.blocks)
+        for field in ("input_size", "input_channels", "num_classes", "stem_channels",
+                      "stem_stride", "head_channels", "dropout", "activation"):
+            if getattr(spec, field) != getattr(fixed, field):
+                got, want = (_shown(getattr(x, field)) for x in (spec, fixed))
+                raise ValueError(f"{field}={got!r} is outside the space "
+                                 f"(fixed at {want!r} in setting {self.setting!r})")
+        toks: list[int] = []
+        for b, blk in enumerate(spec.blocks):
+            values = (
+                ("op", (blk.op, blk.expansion), OPS),
+                ("kernel", blk.kernel, KERNELS),
+                ("se_ratio", blk.se_ratio, SE_RATIOS),
+                ("skip", blk.skip, SKIPS),
+                ("out_channels", blk.out_channels, self.block_filters(b)),
+                ("repeats", blk.repeats, self.block_repeats(b)),
+                ("stride", blk.stride, (self.setting_.block_strides[b],)),
+            )
+            for field, value, options in values:
+                if value not in options:
+                    raise ValueError(f"block {b}: {field}={_shown(value)!r} is outside the space; "
+                                     f"allowed: {[_shown(o) for o in options]}")
+                if field != "stride":
+                    toks.append(options.index(value))
+            if blk.groups != 1:
+                raise ValueError(f"block {b}: groups={blk.groups} is outside the space; allowed: [1]")
+        return tuple(toks)
