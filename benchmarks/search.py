@@ -5,7 +5,8 @@
     regularised evolution, samples until the optimum is sampled and best reward within a budget.
 (b), (c) come later (soft vs hard reward with the real predictor; end to end on Fashion-MNIST).
 
-Usage (from the repository root): python -m benchmarks.search --part a [--out benchmarks/reports/search] [--seeds 5]
+Usage (from the repository root):
+    python -m benchmarks.search --part a [--out benchmarks/reports/search] [--seeds 5]
 Writes <out>/part_a.json and <out>/part_a.png and prints a table.
 """
 
@@ -95,7 +96,9 @@ def run_searcher(
     return RunResult(name, seed, hit, np.asarray(curve), time.perf_counter() - start)
 
 
-def _searchers(args: argparse.Namespace, choices: tuple[int, ...]) -> dict[str, Callable[[int], Any]]:
+def _searchers(
+    args: argparse.Namespace, choices: tuple[int, ...]
+) -> dict[str, Callable[[int], Any]]:
     from mnas_jax.controller.ppo import PPOConfig, PPOSearcher
     from mnas_jax.search.baselines import RandomSearch, RegularizedEvolution
 
@@ -112,13 +115,15 @@ def _searchers(args: argparse.Namespace, choices: tuple[int, ...]) -> dict[str, 
 def _summarise(results: list[RunResult], budget: int) -> dict[str, Any]:
     hits = [r.samples_to_optimum for r in results]
     reached = [h for h in hits if h is not None]
+    everywhere = len(reached) == len(hits)
     finals = [float(r.best_curve[-1]) for r in results]
     return {
         "seeds": len(results),
         "reached_optimum": len(reached),
         "samples_to_optimum": hits,
-        "samples_to_optimum_median": float(np.median(reached)) if len(reached) == len(hits) else None,
-        "samples_to_optimum_max": max(reached) if len(reached) == len(hits) else None,
+        "samples_to_optimum_median": float(np.median(reached)) if everywhere else None,
+        "samples_to_optimum_max": max(reached) if everywhere else None,
+        "samples_to_optimum_median_of_reached": float(np.median(reached)) if reached else None,
         "best_reward_at_budget_mean": float(np.mean(finals)),
         "best_reward_at_budget_min": float(np.min(finals)),
         "best_reward_at_quarter_budget_mean": float(
@@ -156,12 +161,13 @@ def _print_table(summary: dict[str, dict[str, Any]], budget: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"(a) synthetic reward, 42 decisions, budget {budget} samples")
-    for col in ("method", "reached opt.", "samples to opt. (per seed)", "median", "best@budget",
-                f"best@{budget // 4}", "s/run"):
+    columns = ("method", "reached opt.", "samples to opt. (per seed)", "median (reached)",
+               "best@budget", f"best@{budget // 4}", "s/run")
+    for col in columns:
         table.add_column(col, justify="right")
     for method, s in summary.items():
         hits = ", ".join("-" if h is None else str(h) for h in s["samples_to_optimum"])
-        med = s["samples_to_optimum_median"]
+        med = s["samples_to_optimum_median_of_reached"]
         table.add_row(
             method,
             f"{s['reached_optimum']}/{s['seeds']}",
@@ -171,7 +177,7 @@ def _print_table(summary: dict[str, dict[str, Any]], budget: int) -> None:
             f"{s['best_reward_at_quarter_budget_mean']:.4f}",
             f"{s['seconds_mean']:.1f}",
         )
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 def part_a(args: argparse.Namespace) -> dict[str, Any]:

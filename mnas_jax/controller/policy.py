@@ -42,8 +42,9 @@ class PolicyConfig:
 
     temperature divides the logits; tanh_constant C (if set) squashes them to C * tanh(logits),
     as in ENAS / the NAS-RL controllers, which keeps every option's probability above a floor and
-    so keeps the search exploring (2.5 as in ENAS; None turns clipping off). init_scale bounds the uniform initialisation of the embeddings
-    and heads, so the initial policy is close to uniform over each decision.
+    so keeps the search exploring (2.5 as in ENAS; None turns clipping off). init_scale bounds
+    the uniform initialisation of the embeddings and heads, so the initial policy is close to
+    uniform over each decision.
     """
 
     hidden: int = 64
@@ -61,7 +62,8 @@ class PolicyConfig:
             raise ValueError(f"policy temperature must be > 0, got {self.temperature!r}")
         if self.tanh_constant is not None and not self.tanh_constant > 0:
             raise ValueError(
-                f"policy tanh_constant must be > 0 or None (no clipping), got {self.tanh_constant!r}"
+                "policy tanh_constant must be > 0 or None (no clipping), "
+                f"got {self.tanh_constant!r}"
             )
         if not self.init_scale > 0:
             raise ValueError(f"policy init_scale must be > 0, got {self.init_scale!r}")
@@ -74,7 +76,9 @@ def check_choices(choices: tuple[int, ...]) -> tuple[int, ...]:
         raise ValueError("choices is empty: a search space needs at least one decision")
     for i, c in enumerate(choices):
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-            raise ValueError(f"choices[{i}] = {c!r}: every decision needs an int number of options >= 1")
+            raise ValueError(
+                f"choices[{i}] = {c!r}: every decision needs an int number of options >= 1"
+            )
     return tuple(int(c) for c in choices)
 
 
@@ -127,7 +131,9 @@ class _Net(nn.Module):
 
 
 @functools.lru_cache(maxsize=64)
-def _structure(choices: tuple[int, ...], config: PolicyConfig) -> tuple[_Net, np.ndarray, np.ndarray]:
+def _structure(
+    choices: tuple[int, ...], config: PolicyConfig
+) -> tuple[_Net, np.ndarray, np.ndarray]:
     """The module, per-decision option counts and embedding offsets for one decision structure."""
     choices = check_choices(choices)
     counts = np.asarray(choices, dtype=np.int32)

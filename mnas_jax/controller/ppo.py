@@ -185,8 +185,16 @@ def ppo(
     init_fn(key) -> PPOState. update_fn(state, tokens (n, D), old_log_probs (n,), rewards (n,))
     -> (state, metrics): advantages from the EMA baseline as it was before this batch (the first
     batch uses its own mean), `config.epochs` full-batch gradient steps, then the baseline moves.
+    The pair is cached per (choices, config), so every searcher of one space shares one jitted
+    update (compiled once per batch size).
     """
-    choices = check_choices(choices)
+    return _ppo(check_choices(choices), config)
+
+
+@functools.lru_cache(maxsize=32)
+def _ppo(
+    choices: tuple[int, ...], config: PPOConfig
+) -> tuple[Callable[[jax.Array | int], PPOState], Callable[..., tuple[PPOState, dict[str, Any]]]]:
     tx = _optimizer(config)
 
     def init_fn(key: jax.Array | int) -> PPOState:
@@ -318,11 +326,11 @@ class PPOSearcher:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PPOSearcher:
-        payload = flax.serialization.msgpack_restore(data)
         try:
+            payload = flax.serialization.msgpack_restore(data)
             meta = json.loads(payload["meta"])
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError("bytes are not a PPOSearcher checkpoint (no metadata)") from err
+            raise ValueError(f"bytes are not a PPOSearcher checkpoint ({err})") from err
         if meta.get("format") != _FORMAT:
             raise ValueError(f"checkpoint format {meta.get('format')!r}, expected {_FORMAT!r}")
         searcher = cls(tuple(meta["choices"]), PPOConfig.from_dict(meta["config"]))

@@ -195,6 +195,35 @@ def effective_skip(skip: Skip, stride: int, in_channels: int, out_channels: int)
     return Skip.POOL if skip is Skip.POOL else Skip.NONE
 
 
+def block_layers(block: BlockSpec, in_channels: int, in_size: int,
+                 activation: Activation) -> tuple[LayerSpec, ...]:
+    """The layers of one block: only the first has the stride and the channel change."""
+    out = []
+    for r in range(block.repeats):
+        stride = block.stride if r == 0 else 1
+        skip = effective_skip(block.skip, stride, in_channels, block.out_channels)
+        layer = LayerSpec(block.op, block.kernel, block.expansion, block.se_ratio, skip,
+                          in_channels, block.out_channels, stride, in_size, block.groups, activation)
+        out.append(layer)
+        in_size, in_channels = layer.out_size, block.out_channels
+    return tuple(out)
+
+
+def tail_layers(in_channels: int, in_size: int, head_channels: int, num_classes: int,
+                activation: Activation) -> tuple[LayerSpec, ...]:
+    """Optional 1x1 head conv, global average pool, classifier."""
+    out = []
+    if head_channels:
+        out.append(LayerSpec(Op.CONV, 1, 1, 0.0, Skip.NONE, in_channels, head_channels, 1,
+                             in_size, 1, activation))
+        in_channels = head_channels
+    out.append(LayerSpec(Op.POOL, 1, 1, 0.0, Skip.NONE, in_channels, in_channels, 1, in_size, 1,
+                         activation))
+    out.append(LayerSpec(Op.FC, 1, 1, 0.0, Skip.NONE, in_channels, num_classes, 1, 1, 1,
+                         activation))
+    return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class ArchSpec:
     """A whole network: stem conv, blocks, optional 1x1 head conv, global pool, dropout, classifier."""
@@ -240,27 +269,16 @@ class ArchSpec:
     def layers(self) -> tuple[LayerSpec, ...]:
         """Resolve into layers: stem, every block layer, head, pool, classifier."""
         act = self.activation
-        size = self.input_size
-        out: list[LayerSpec] = [
-            LayerSpec(Op.CONV, 3, 1, 0.0, Skip.NONE, self.input_channels, self.stem_channels,
-                      self.stem_stride, size, 1, act)
-        ]
-        size = out[-1].out_size
-        channels = self.stem_channels
+        stem = LayerSpec(Op.CONV, 3, 1, 0.0, Skip.NONE, self.input_channels, self.stem_channels,
+                         self.stem_stride, self.input_size, 1, act)
+        out = [stem]
+        size, channels = stem.out_size, stem.out_channels
         for b in self.blocks:
-            for r in range(b.repeats):
-                stride = b.stride if r == 0 else 1
-                skip = effective_skip(b.skip, stride, channels, b.out_channels)
-                layer = LayerSpec(b.op, b.kernel, b.expansion, b.se_ratio, skip, channels,
-                                  b.out_channels, stride, size, b.groups, act)
-                out.append(layer)
-                size, channels = layer.out_size, b.out_channels
-        if self.head_channels:
-            out.append(LayerSpec(Op.CONV, 1, 1, 0.0, Skip.NONE, channels, self.head_channels, 1,
-                                 size, 1, act))
-            channels = self.head_channels
-        out.append(LayerSpec(Op.POOL, 1, 1, 0.0, Skip.NONE, channels, channels, 1, size, 1, act))
-        out.append(LayerSpec(Op.FC, 1, 1, 0.0, Skip.NONE, channels, self.num_classes, 1, 1, 1, act))
+            layers = block_layers(b, channels, size, act)
+            out += layers
+            if layers:
+                size, channels = layers[-1].out_size, layers[-1].out_channels
+        out += tail_layers(channels, size, self.head_channels, self.num_classes, act)
         return tuple(out)
 
     # -- serialisation ------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Executors train children for ACC(m): in-process (default) or on a Ray cluster.
+
+Both honour one contract (`Evaluator`): results in input order, `on_result` called as each
+arrives, a child that fails returns status 'failed' with the reason instead of raising.
+`train_fn(spec_string, seed) -> ChildResult` must be a plain top-level function so Ray can ship
+it to workers. Training never shares a core with latency measurement: `train_cores` pins the
+training process (local) or each Ray worker to the cores left free by the measuring device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable, Sequence
+
+from mnas_jax.search.types import ChildResult
+from mnas_jax.space import ArchSpec
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[[str, int], ChildResult]
+
+
+def _guarded(train_fn: TrainFn, spec: ArchSpec, seed: int) -> ChildResult:
+    started = time.time()
+    try:
+        return train_fn(spec.to_string(), seed)
+    except Exception as e:  # a broken child is data, not the end of the search
+        log.exception("child %s failed", spec.arch_id)
+        return ChildResult(spec.arch_id, "failed", None, f"{type(e).__name__}: {e}",
+                           time.time() - started)
+
+
+class LocalExecutor:
+    """Trains children one after another in this process."""
+
+    def __init__(self, train_fn: TrainFn, train_cores: set[int] | None = None) -> None:
+        self.train_fn, self.train_cores = train_fn, train_cores
+
+    def evaluate(self, specs: Sequence[ArchSpec], seeds: Sequence[int],
+                 on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
+        out = []
+        saved = os.sched_getaffinity(0) if self.train_cores else None
+        try:
+            if self.train_cores:
+                os.sched_setaffinity(0, self.train_cores)
+            for i, (spec, seed) in enumerate(zip(specs, seeds)):
+                out.append(_guarded(self.train_fn, spec, seed))
+                if on_result is not None:
+                    on_result(i, out[-1])
+        finally:
+            if saved is not None:
+                os.sched_setaffinity(0, saved)
+        return out
+
+
+def _ray_child(train_fn: TrainFn, spec_string: str, seed: int,
+               cores: list[int] | None) -> ChildResult:
+    if cores:
+        os.sched_setaffinity(0, set(cores))
+    return _guarded(train_fn, ArchSpec.from_string(spec_string), seed)
+
+
+class RayExecutor:
+    """Trains children in parallel on a Ray cluster (`address=None` starts a local one)."""
+
+    def __init__(self, train_fn: TrainFn, address: str | None = None, num_cpus: int | None = None,
+                 cpus_per_child: float = 1.0, train_cores: set[int] | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("the Ray executor needs Ray: pip install 'mnas-jax[ray]'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+        self._remote = ray.remote(num_cpus=cpus_per_child, max_retries=0)(_ray_child)
+        self.train_fn = train_fn
+        self.cores = sorted(train_cores) if train_cores else None
+
+    def evaluate(self, specs: Sequence[ArchSpec], seeds: Sequence[int],
+                 on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
+        ray = self._ray
+        refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores)
+                for s, seed in zip(specs, seeds)]
+        index = {r: i for i, r in enumerate(refs)}
+        out: list[ChildResult | None] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                i = index[r]
+                try:
+                    out[i] = ray.get(r)
+                except Exception as e:  # worker died: the child failed, the search goes on
+                    out[i] = ChildResult(specs[i].arch_id, "failed", None,
+                                         f"ray worker error: {type(e).__name__}: {e}")
+                if on_result is not None:
+                    on_result(i, out[i])
+        return [r for r in out if r is not None]
+
+    def shutdown(self) -> None:
+        self._ray.shutdown()

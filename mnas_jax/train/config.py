@@ -1,0 +1,140 @@
+"""Training configuration as code: one frozen dataclass and named presets.
+
+``paper`` is the MnasNet recipe (MNASNET.md) for a full training. ``proxy`` is what the search
+trains each sampled child with; its validation accuracy is the reward's ACC(m). ``smoke`` is a
+few steps on a few hundred images for tests. Derive variants with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Where the JAX coordinator is, for multi-host data parallelism (jax.distributed)."""
+
+    coordinator_address: str
+    num_processes: int
+    process_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a child training needs besides the architecture, the data and the PRNG key."""
+
+    name: str = "paper"
+    # -- length ----------------------------------------------------------------------------
+    batch_size: int = 128  # global, over all devices and processes
+    epochs: float = 350.0
+    max_steps: int | None = None  # a step budget; overrides epochs when set
+    train_limit: int | None = None  # train on the first N (already shuffled) training examples
+    # -- optimiser: RMSProp with TF1 semantics ----------------------------------------------
+    base_learning_rate: float = 0.016  # per 256 images; scaled linearly by batch_size / 256
+    warmup_epochs: float = 5.0
+    max_warmup_fraction: float = 0.1  # a short run never spends more than this warming up
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    rmsprop_decay: float = 0.9
+    rmsprop_momentum: float = 0.9
+    rmsprop_epsilon: float = 1e-3
+    rmsprop_initial_scale: float = 1.0  # TF1 starts the square accumulator at 1
+    weight_decay: float = 1e-5  # L2 on conv/dense kernels only (not BN scale/bias, not biases)
+    label_smoothing: float = 0.1
+    ema_decay: float | None = 0.9999  # None: evaluate the raw weights
+    # -- data ------------------------------------------------------------------------------
+    augment: bool = True
+    eval_batch_size: int = 256
+    val_limit: int | None = None  # evaluate ACC on the first N validation examples
+    evaluate_test: bool = True  # test-set accuracy at the end (final numbers only)
+    prefetch: int = 2
+    # -- engineering -----------------------------------------------------------------------
+    dw_impl: str = "auto"  # "auto" (shift on CPU, xla elsewhere), "shift" or "xla"
+    log_every: int = 50  # steps between metric fetches (NaN checks happen there too)
+    checkpoint_dir: str | None = None  # orbax checkpoints (full trainings); None: none
+    checkpoint_every_epochs: float = 5.0
+    compile_cache_dir: str | None = None  # JAX persistent compilation cache
+    distributed: DistributedConfig | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "epochs", "base_learning_rate", "decay_epochs", "eval_batch_size", "log_every")
+        for field in positive:
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field}={getattr(self, field)!r} must be > 0")
+        for field in ("max_steps", "train_limit", "val_limit"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                raise ValueError(f"{field}={value!r} must be > 0 or None")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay!r} must be in (0, 1) or None")
+        if self.dw_impl not in ("auto", "shift", "xla"):
+            raise ValueError(f"dw_impl={self.dw_impl!r}; use 'auto', 'shift' or 'xla'")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing!r} must be in [0, 1)")
+
+    @property
+    def learning_rate(self) -> float:
+        """The peak learning rate: the base rate scaled by batch size (linear scaling rule)."""
+        return self.base_learning_rate * self.batch_size / 256.0
+
+    @property
+    def is_full_training(self) -> bool:
+        """Full trainings checkpoint and report test accuracy; proxy children do neither."""
+        return self.checkpoint_dir is not None
+
+
+def paper() -> TrainConfig:
+    """The MnasNet recipe (350 epochs of it on ImageNet); shorten with replace(epochs=...)."""
+    return TrainConfig()
+
+
+def proxy() -> TrainConfig:
+    """One search child: a short budget on a training subset, ACC on part of the validation set.
+
+    Budget: 300 steps of 128 images (~38K images, 0.77 epoch of the 50K training split) from a
+    20K subset, then 5K validation images; chosen so that one child of mnasnet size takes well
+    under 60 s on 2 CPU cores including compilation, and still ranks architectures (see the
+    report of issue 5). EMA keeps TF's warm-up (decay <= (1+t)/(10+t)), i.e. it averages about the
+    last tenth of such a short run: it smooths the last steps' noise out of ACC(m) without
+    lagging behind a model that is still learning fast.
+    """
+    return dataclasses.replace(
+        TrainConfig(),
+        name="proxy",
+        epochs=1.0,
+        max_steps=300,
+        train_limit=20_000,
+        warmup_epochs=0.1,
+        val_limit=5_000,
+        evaluate_test=False,
+        log_every=50,
+    )
+
+
+def smoke() -> TrainConfig:
+    """A few real steps on a few hundred images: exercises every code path in seconds."""
+    return dataclasses.replace(
+        TrainConfig(),
+        name="smoke",
+        batch_size=32,
+        epochs=1.0,
+        max_steps=4,
+        train_limit=256,
+        warmup_epochs=0.01,
+        eval_batch_size=64,
+        val_limit=64,
+        evaluate_test=False,
+        log_every=2,
+    )
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {"paper": paper, "proxy": proxy, "smoke": smoke}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A named preset; raises ValueError naming the choices."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown training preset {name!r}; use one of {sorted(PRESETS)}") from None

@@ -1,0 +1,39 @@
+"""What one child training reports back: data, including failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Outcome of ``train_and_evaluate``; ``status == 'failed'`` carries the reason instead of raising."""
+
+    arch_id: str
+    status: str
+    reason: str | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    val_loss: float | None = None
+    final_loss: float | None = None
+    steps: int = 0
+    train_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    images_per_second: float = 0.0
+    config_name: str = ""
+    num_devices: int = 1
+    dw_impl: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: NaN/inf floats become None (JSON has no NaN)."""
+        out = dataclasses.asdict(self)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}

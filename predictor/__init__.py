@@ -1,0 +1,1 @@
+"""Latency predictor: architecture features, an XGBoost regressor, metrics and baselines."""

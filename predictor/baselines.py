@@ -1,0 +1,146 @@
+"""Baselines the predictor is compared against, fitted on the same training split.
+
+- `macs_linear`: latency = a * MACs + b (least squares).
+- `table_sum`: the plain lookup-table sum (nothing fitted).
+- `table_scale`: table sum x one scale (geometric mean of measured / sum on the training set).
+- `table_affine`: a * table sum + b (least squares).
+- `onehot_ridge`: linear in one-hot layer choices (ridge; the penalty picked by exact
+  leave-one-out error on the training set), the model behind the Pixel 2 data's README figure.
+Each fitted baseline is a frozen dataclass with `predict(inputs)`; fitting is a pure function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Sequence
+
+import numpy as np
+
+RIDGE_ALPHAS = (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What baselines may look at: the feature matrix (with its names) and the token rows."""
+
+    features: np.ndarray
+    names: tuple[str, ...]
+    tokens: np.ndarray | None = None
+    choices: tuple[int, ...] | None = None
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise ValueError(f"feature {name!r} is missing; have {list(self.names)}")
+        return self.features[:, self.names.index(name)]
+
+    def subset(self, idx: np.ndarray) -> Inputs:
+        tokens = None if self.tokens is None else self.tokens[idx]
+        return dataclasses.replace(self, features=self.features[idx], tokens=tokens)
+
+
+class Baseline(Protocol):
+    name: str
+
+    def predict(self, inputs: Inputs) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnAffine:
+    """a * column + b."""
+
+    name: str
+    column: str
+    a: float
+    b: float
+
+    def predict(self, inputs: Inputs) -> np.ndarray:
+        return self.a * inputs.column(self.column) + self.b
+
+
+@dataclasses.dataclass(frozen=True)
+class OneHotRidge:
+    name: str
+    choices: tuple[int, ...]
+    weights: np.ndarray
+    intercept: float
+    alpha: float
+
+    def predict(self, inputs: Inputs) -> np.ndarray:
+        if inputs.tokens is None:
+            raise ValueError("the one-hot baseline needs token rows; pass Inputs(tokens=...)")
+        return onehot(inputs.tokens, self.choices) @ self.weights + self.intercept
+
+
+def _lstsq_affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return 0.0, float(np.mean(y))
+    a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def fit_macs_linear(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    return ColumnAffine("macs_linear", "macs", *_lstsq_affine(inputs.column("macs"), y))
+
+
+def table_sum(inputs: Inputs, y: np.ndarray | None = None) -> ColumnAffine:
+    inputs.column("table_ms")
+    return ColumnAffine("table_sum", "table_ms", 1.0, 0.0)
+
+
+def fit_table_scale(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    s = inputs.column("table_ms")
+    return ColumnAffine("table_scale", "table_ms", float(np.exp(np.mean(np.log(y / s)))), 0.0)
+
+
+def fit_table_affine(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    return ColumnAffine("table_affine", "table_ms", *_lstsq_affine(inputs.column("table_ms"), y))
+
+
+def onehot(tokens: np.ndarray, choices: Sequence[int]) -> np.ndarray:
+    """(n, D) tokens -> (n, sum(choices)) indicator matrix."""
+    tokens = np.asarray(tokens)
+    offsets = np.r_[0, np.cumsum(choices)[:-1]]
+    out = np.zeros((len(tokens), int(np.sum(choices))))
+    out[np.arange(len(tokens))[:, None], offsets + tokens] = 1.0
+    return out
+
+
+def ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[float, np.ndarray]:
+    """Exact leave-one-out RMSE of ridge (unpenalised intercept) for each alpha; best alpha."""
+    n = len(y)
+    xc, yc = x - x.mean(0), y - y.mean()
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    uy = u.T @ yc
+    errors = []
+    for alpha in alphas:
+        shrink = s ** 2 / (s ** 2 + alpha)
+        fitted = u @ (shrink * uy)
+        leverage = (u ** 2) @ shrink + 1.0 / n
+        loo = (yc - fitted) / np.maximum(1.0 - leverage, 1e-9)
+        errors.append(float(np.sqrt(np.mean(loo ** 2))))
+    return float(alphas[int(np.argmin(errors))]), np.array(errors)
+
+
+def fit_onehot_ridge(inputs: Inputs, y: np.ndarray,
+                     alphas: Sequence[float] = RIDGE_ALPHAS) -> OneHotRidge:
+    if inputs.tokens is None or inputs.choices is None:
+        raise ValueError("the one-hot baseline needs token rows and choices")
+    x = onehot(inputs.tokens, inputs.choices)
+    alpha, _ = ridge_loo(x, y, alphas) if len(y) > 2 else (alphas[-1], None)
+    xm, ym = x.mean(0), y.mean()
+    xc = x - xm
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - ym))
+    return OneHotRidge("onehot_ridge", tuple(inputs.choices), w, float(ym - xm @ w), alpha)
+
+
+def fit_baselines(inputs: Inputs, y: np.ndarray) -> dict[str, Baseline]:
+    """Every baseline the inputs allow (table ones need 'table_ms', one-hot needs tokens)."""
+    y = np.asarray(y, dtype=np.float64)
+    out: dict[str, Baseline] = {"macs_linear": fit_macs_linear(inputs, y)}
+    if "table_ms" in inputs.names:
+        out["table_sum"] = table_sum(inputs)
+        out["table_scale"] = fit_table_scale(inputs, y)
+        out["table_affine"] = fit_table_affine(inputs, y)
+    if inputs.tokens is not None and inputs.choices is not None:
+        out["onehot_ridge"] = fit_onehot_ridge(inputs, y)
+    return out
