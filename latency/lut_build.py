@@ -34,7 +34,7 @@ ExportLayer = Callable[[LayerSpec], bytes]
 def stored_layer_entries(store: MeasurementStore, device_id: str) -> dict[str, tuple[float, float]]:
     """key -> (median ms, relative) of the newest layer measurement per key on this device."""
     out = {}
-    for row in store.latest_per_key(kind="layer", device_id=device_id):
+    for row in store.latest_per_key(kind="layer", device_id=device_id).values():
         rec = row.record
         if rec.key is not None and rec.relative is not None:
             out[rec.key] = (rec.median_ms, rec.relative)

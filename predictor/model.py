@@ -28,9 +28,12 @@ from predictor.features import Featurizer, TableLike, make_featurizer
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("log_ms", "log_ratio")
+TARGETS = ("log_ms", "log_macs", "log_ratio")
+OBJECTIVES = {"squared": "reg:squarederror", "huber": "reg:pseudohubererror",
+              "absolute": "reg:absoluteerror"}
 UNITS = ("ms", "relative")
-DEFAULT_GRID = ((2, 1.0), (3, 1.0), (3, 4.0), (4, 4.0), (6, 4.0))  # (max_depth, min_child_weight)
+# (max_depth, min_child_weight); depth 1 (an additive model) wins at a few dozen archs.
+DEFAULT_GRID = ((1, 1.0), (2, 1.0), (3, 1.0), (3, 4.0), (4, 4.0), (6, 4.0))
 
 ArchInput = Union[Sequence[ArchSpec], np.ndarray]
 
@@ -48,12 +51,16 @@ class PredictorConfig:
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
+    objective: str = "squared"
+    huber_slope: float = 0.05
     cv_folds: int = 5
     nthread: int = 1
 
     def __post_init__(self) -> None:
         if self.target not in ("auto",) + TARGETS:
             raise ValueError(f"target={self.target!r}; choose 'auto' or one of {TARGETS}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}; choose one of {list(OBJECTIVES)}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble={self.ensemble} must be >= 1")
         if not self.grid:
@@ -81,13 +88,15 @@ class Prediction(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """What the CV picked: target, tree shape, rounds, and the CV RMSE in log space."""
+    """What the CV picked: target, tree shape, rounds; the out-of-fold RMSE of log latency
+    (`cv_rmse`, the residual part of the uncertainty) and the CV objective it was chosen on."""
 
     target: str
     max_depth: int
     min_child_weight: float
     rounds: int
     cv_rmse: float
+    cv_score: float
 
 
 def device_id_of(fingerprint: Mapping[str, Any] | None) -> str | None:
@@ -99,52 +108,125 @@ def device_id_of(fingerprint: Mapping[str, Any] | None) -> str | None:
 
 
 def _xgb_params(cfg: PredictorConfig, depth: int, mcw: float, seed: int) -> dict[str, Any]:
-    return {"objective": "reg:squarederror", "tree_method": "hist", "eta": cfg.learning_rate,
-            "max_depth": depth, "min_child_weight": mcw, "subsample": cfg.subsample,
-            "colsample_bytree": cfg.colsample_bytree, "lambda": cfg.reg_lambda,
-            "nthread": cfg.nthread, "seed": seed, "verbosity": 0}
+    return {"objective": OBJECTIVES[cfg.objective], "tree_method": "hist",
+            "eta": cfg.learning_rate, "max_depth": depth, "min_child_weight": mcw,
+            "subsample": cfg.subsample, "colsample_bytree": cfg.colsample_bytree,
+            "lambda": cfg.reg_lambda, "nthread": cfg.nthread, "seed": seed, "verbosity": 0,
+            "eval_metric": "rmse" if cfg.objective == "squared" else "mae",
+            **({"huber_slope": cfg.huber_slope} if cfg.objective == "huber" else {})}
 
 
-def _target(kind: str, y: np.ndarray, table_ms: np.ndarray | None) -> np.ndarray:
-    return np.log(y) - (np.log(table_ms) if kind == "log_ratio" else 0.0)
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """The part of log latency the trees do not learn: intercept + slope * log(column).
+
+    `log_ms` has none; `log_ratio` is the table sum (slope 1); `log_macs` a power law in MACs
+    fitted by least squares, which ranks well from a handful of measurements.
+    """
+
+    column: str | None = None
+    intercept: float = 0.0
+    slope: float = 0.0
+
+    def log_value(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        if self.column is None:
+            return np.zeros(len(x))
+        return self.intercept + self.slope * np.log(x[:, list(names).index(self.column)])
 
 
-def choose(x: np.ndarray, y: np.ndarray, table_ms: np.ndarray | None, cfg: PredictorConfig,
+def fit_prior(target: str, x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Prior:
+    if target == "log_ms":
+        return Prior()
+    if target == "log_ratio":
+        if "table_ms" not in names:
+            raise ValueError("target 'log_ratio' needs a lookup table; pass table= or use "
+                             "'log_ms'")
+        return Prior("table_ms", 0.0, 1.0)
+    col = np.log(x[:, list(names).index("macs")])
+    if np.ptp(col) == 0:
+        return Prior("macs", float(np.mean(np.log(y)) - np.mean(col)), 1.0)
+    slope, intercept = np.polyfit(col, np.log(y), 1)
+    return Prior("macs", float(intercept), float(slope))
+
+
+def _fold_curves(x: np.ndarray, y: np.ndarray, names: Sequence[str], target: str,
+                 params: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray]],
+                 cfg: PredictorConfig) -> tuple[int, float, np.ndarray]:
+    """k-fold CV with the prior fitted inside each fold. Each fold stops early on its own
+    validation curve; the rounds are the minimum of the mean curve over the length all folds
+    reached. Returns (rounds, score, out-of-fold log-latency residuals)."""
+    runs = []
+    for tr, va in folds:
+        prior = fit_prior(target, x[tr], y[tr], names)
+        base = prior.log_value(x[va], names)
+        label = np.log(y[tr]) - prior.log_value(x[tr], names)
+        start = _start(label, params)
+        dtr = xgb.DMatrix(x[tr], label=label)
+        dva = xgb.DMatrix(x[va], label=np.log(y[va]) - base)
+        res: dict[str, Any] = {}
+        booster = xgb.train(dict(params, base_score=start), dtr, cfg.max_rounds,
+                            evals=[(dva, "val")], evals_result=res,
+                            early_stopping_rounds=cfg.early_stopping, verbose_eval=False)
+        # round 0: the prior alone, plus the constant the trees start from
+        zero = _metric(np.log(y[va]) - base - start, params["eval_metric"])
+        runs.append((booster, dva, base, va, [zero] + list(res["val"][params["eval_metric"]]),
+                     start))
+    length = min(len(r[4]) for r in runs)
+    mean = np.mean([r[4][:length] for r in runs], axis=0)
+    rounds = int(np.argmin(mean))
+    resid = np.zeros(len(y))
+    for booster, dva, base, va, _, start in runs:
+        trees = booster.predict(dva, iteration_range=(0, rounds)) if rounds else start
+        resid[va] = np.log(y[va]) - base - trees
+    return rounds, float(mean[rounds]), resid
+
+
+def _start(label: np.ndarray, params: Mapping[str, Any]) -> float:
+    """The constant a booster starts from (XGBoost's base_score estimate for the objective)."""
+    return float(np.mean(label) if params["objective"] == "reg:squarederror"
+                 else np.median(label))
+
+
+def _metric(resid: np.ndarray, name: str) -> float:
+    return float(np.sqrt(np.mean(resid ** 2)) if name == "rmse" else np.mean(np.abs(resid)))
+
+
+def choose(x: np.ndarray, y: np.ndarray, names: Sequence[str], cfg: PredictorConfig,
            seed: int) -> Choice:
     """Pick target and tree shape by k-fold CV on the training data only."""
-    targets = ([cfg.target] if cfg.target != "auto"
-               else (["log_ms", "log_ratio"] if table_ms is not None else ["log_ms"]))
-    if "log_ratio" in targets and table_ms is None:
-        raise ValueError("target 'log_ratio' needs a lookup table; pass table= or use 'log_ms'")
-    folds = min(cfg.cv_folds, len(y))
+    if cfg.target != "auto":
+        targets = [cfg.target]
+    else:
+        targets = ["log_ms", "log_macs"] + (["log_ratio"] if "table_ms" in names else [])
+    folds_n = min(cfg.cv_folds, len(y))
+    perm = np.random.default_rng(seed).permutation(len(y))
+    parts = np.array_split(perm, folds_n)
+    folds = [(np.concatenate(parts[:k] + parts[k + 1:]), parts[k]) for k in range(folds_n)]
     best: Choice | None = None
-    for kind in targets:
-        dtrain = xgb.DMatrix(x, label=_target(kind, y, table_ms))
+    for target in targets:
         for depth, mcw in cfg.grid:
-            if folds < 2:
-                return Choice(kind, depth, mcw, 100, float("nan"))
-            res = xgb.cv(_xgb_params(cfg, depth, mcw, seed), dtrain, cfg.max_rounds, nfold=folds,
-                         early_stopping_rounds=cfg.early_stopping, seed=seed, shuffle=True)
-            curve = np.asarray(res["test-rmse-mean"], dtype=np.float64)  # dict or DataFrame
-            score, rounds = float(curve[-1]), len(curve)
-            log.debug("cv %s depth=%d mcw=%g rounds=%d rmse=%.4f", kind, depth, mcw, rounds,
+            params = _xgb_params(cfg, depth, mcw, seed)
+            rounds, score, resid = _fold_curves(x, y, names, target, params, folds, cfg)
+            log.debug("cv %s depth=%d mcw=%g rounds=%d score=%.4f", target, depth, mcw, rounds,
                       score)
-            if best is None or score < best.cv_rmse:
-                best = Choice(kind, depth, mcw, rounds, score)
+            if best is None or score < best.cv_score:
+                rmse = float(np.sqrt(np.mean(resid ** 2)))
+                best = Choice(target, depth, mcw, rounds, rmse, score)
     assert best is not None
     return best
 
 
-def train_ensemble(x: np.ndarray, y: np.ndarray, table_ms: np.ndarray | None, choice: Choice,
-                   cfg: PredictorConfig, seed: int) -> tuple[xgb.Booster, ...]:
-    """Bootstrap-bagged boosters; a single booster on all data when ensemble == 1."""
-    target = _target(choice.target, y, table_ms)
+def train_ensemble(x: np.ndarray, y: np.ndarray, names: Sequence[str], prior: Prior,
+                   choice: Choice, cfg: PredictorConfig, seed: int) -> tuple[xgb.Booster, ...]:
+    """Bootstrap-bagged boosters on log(y) - prior; one booster on all data if ensemble == 1."""
+    target = np.log(y) - prior.log_value(x, names)
     rng = np.random.default_rng(seed)
     out = []
     for k in range(cfg.ensemble):
         idx = rng.integers(0, len(y), len(y)) if cfg.ensemble > 1 else np.arange(len(y))
         d = xgb.DMatrix(x[idx], label=target[idx])
         params = _xgb_params(cfg, choice.max_depth, choice.min_child_weight, seed + k)
+        params["base_score"] = _start(target[idx], params)
         out.append(xgb.train(params, d, choice.rounds))
     return tuple(out)
 
@@ -156,6 +238,7 @@ class LatencyPredictor:
     boosters: tuple[xgb.Booster, ...]
     featurizer: Featurizer
     choice: Choice
+    prior: Prior
     unit: str
     config: PredictorConfig
     seed: int
@@ -194,9 +277,7 @@ class LatencyPredictor:
             raise ValueError(f"features must have shape (n, {len(self.feature_names)}), "
                              f"got {x.shape}")
         out = np.stack([b.inplace_predict(x) for b in self.boosters], axis=1).astype(np.float64)
-        if self.choice.target == "log_ratio":
-            out += np.log(features[:, self.feature_names.index("table_ms")])[:, None]
-        return out
+        return out + self.prior.log_value(np.asarray(features), self.feature_names)[:, None]
 
     def predict(self, x: ArchInput) -> Prediction:
         """Latency (in `unit`) and its standard deviation for specs, token rows or features."""
@@ -216,11 +297,13 @@ class LatencyPredictor:
         ids_new = _ids(x, ids, len(feats))
         all_x = np.concatenate([self.train_x, feats])
         all_y = np.concatenate([self.train_y, y_new])
-        table = _table_col(self.featurizer, all_x)
+        _check_table(self.featurizer, all_x)
         seed = self.seed + 1
-        choice = choose(all_x, all_y, table, self.config, seed) if retune else self.choice
-        boosters = train_ensemble(all_x, all_y, table, choice, self.config, seed)
-        return dataclasses.replace(self, boosters=boosters, choice=choice, seed=seed,
+        names = self.feature_names
+        choice = choose(all_x, all_y, names, self.config, seed) if retune else self.choice
+        prior = fit_prior(choice.target, all_x, all_y, names)
+        boosters = train_ensemble(all_x, all_y, names, prior, choice, self.config, seed)
+        return dataclasses.replace(self, boosters=boosters, choice=choice, prior=prior, seed=seed,
                                    train_ids=self.train_ids + ids_new, train_x=all_x,
                                    train_y=all_y, created=_now())
 
@@ -264,13 +347,9 @@ def _ids(x: ArchInput, ids: Sequence[str] | None, n: int) -> tuple[str, ...]:
     return tuple(f"row{i}" for i in range(n))
 
 
-def _table_col(featurizer: Featurizer, x: np.ndarray) -> np.ndarray | None:
-    if not featurizer.feature_set.uses_table:
-        return None
-    col = x[:, featurizer.names.index("table_ms")]
-    if np.any(col <= 0):
+def _check_table(featurizer: Featurizer, x: np.ndarray) -> None:
+    if featurizer.feature_set.uses_table and np.any(x[:, featurizer.names.index("table_ms")] <= 0):
         raise ValueError("lookup-table sums must be > 0; check the table's entries")
-    return col
 
 
 def fit_predictor(x: ArchInput, y: Sequence[float], *, space_name: str,
@@ -295,11 +374,12 @@ def fit_predictor(x: ArchInput, y: Sequence[float], *, space_name: str,
     if len(y_arr) < 3:
         raise ValueError(f"{len(y_arr)} measured architectures are too few; fit on >= 3")
     train_ids = _ids(x, ids, len(feats))
-    table_col = _table_col(feat, feats)
-    choice = choose(feats, y_arr, table_col, config, seed)
+    _check_table(feat, feats)
+    choice = choose(feats, y_arr, feat.names, config, seed)
     log.info("predictor: %s", choice)
-    boosters = train_ensemble(feats, y_arr, table_col, choice, config, seed)
-    return LatencyPredictor(boosters, feat, choice, unit, config, seed,
+    prior = fit_prior(choice.target, feats, y_arr, feat.names)
+    boosters = train_ensemble(feats, y_arr, feat.names, prior, choice, config, seed)
+    return LatencyPredictor(boosters, feat, choice, prior, unit, config, seed,
                             dict(device_fingerprint) if device_fingerprint is not None else None,
                             train_ids, feats, y_arr, _now(),
                             dict(table_info) if table_info is not None else None)

@@ -15,6 +15,7 @@ float summation order).
 from __future__ import annotations
 
 import enum
+import functools
 
 import flax.linen as nn
 import jax
@@ -41,26 +42,106 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Shift-and-add depthwise convolution (NHWC input, (k, k, 1, C) kernel)."""
-    k_h, k_w = kernel.shape[0], kernel.shape[1]
-    _, height, width, _ = x.shape
-    pad_h = same_padding(height, k_h, stride)
-    pad_w = same_padding(width, k_w, stride)
-    out_h, out_w = -(-height // stride), -(-width // stride)
-    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+def _pad_and_split(x: jax.Array, k: int, stride: int) -> jax.Array:
+    """Pad with TF 'SAME' semantics; for stride 2 also split into the 2x2 pixel phases.
+
+    Returns (P, N, Hq, Wq, C) with P = stride**2 phases, so that every tap (i, j) reads a
+    unit-stride window of phase (i % s) * s + (j % s) at offset (i // s, j // s). Strided
+    slices would also work but XLA:CPU emits slow gathers for them; phases keep every tap a
+    contiguous, vectorisable window.
+    """
+    n, height, width, c = x.shape
+    pad_h, pad_w = same_padding(height, k, stride), same_padding(width, k, stride)
+    if stride == 1:
+        return jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))[None]
+    hp, wp = height + sum(pad_h), width + sum(pad_w)
+    extra_h, extra_w = -hp % stride, -wp % stride  # round up to a multiple of the stride
+    xp = jnp.pad(x, ((0, 0), (pad_h[0], pad_h[1] + extra_h), (pad_w[0], pad_w[1] + extra_w), (0, 0)))
+    hq, wq = (hp + extra_h) // stride, (wp + extra_w) // stride
+    xp = xp.reshape(n, hq, stride, wq, stride, c).transpose(2, 4, 0, 1, 3, 5)
+    return xp.reshape(stride * stride, n, hq, wq, c)
+
+
+def _tap(phases: jax.Array, i: int, j: int, stride: int, out_h: int, out_w: int) -> jax.Array:
+    """The input window that kernel tap (i, j) multiplies, shape (N, out_h, out_w, C)."""
+    p = (i % stride) * stride + (j % stride)
+    oi, oj = i // stride, j // stride
+    return phases[p, :, oi : oi + out_h, oj : oj + out_w, :]
+
+
+def _shift_forward(phases: jax.Array, kernel: jax.Array, stride: int, out_h: int, out_w: int) -> jax.Array:
     out = None
-    for i in range(k_h):
-        for j in range(k_w):
-            tap = jax.lax.slice(
-                xp,
-                (0, i, j, 0),
-                (xp.shape[0], i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, xp.shape[3]),
-                (1, stride, stride, 1),
-            )
-            term = tap * kernel[i, j, 0]
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            term = _tap(phases, i, j, stride, out_h, out_w) * kernel[i, j, 0]
             out = term if out is None else out + term
     return out
+
+
+# Batch chunk of the kernel-gradient loop: about this many bytes of padded input per chunk, so
+# the k*k products of a chunk stay in the core's L2 cache instead of streaming through memory.
+_CHUNK_BYTES = 1 << 20
+
+
+def _batch_chunk(n: int, image_bytes: int) -> int:
+    """Largest power-of-two divisor of n within _CHUNK_BYTES (at least 2 when n allows)."""
+    chunk = 1
+    while n % (chunk * 2) == 0 and (chunk * 2 * image_bytes <= _CHUNK_BYTES or chunk < 2):
+        chunk *= 2
+    return chunk
+
+
+def _kernel_grad(phases: jax.Array, g: jax.Array, k_h: int, k_w: int, stride: int) -> jax.Array:
+    """d(out)/d(kernel) contracted with g: per-tap sums of window * g over batch and space.
+
+    XLA:CPU materialises each tap's product before reducing it; looping over small batch
+    chunks keeps those products in cache (2-5x faster than one pass over the whole batch).
+    """
+    p, n, hq, wq, c = phases.shape
+    _, out_h, out_w, _ = g.shape
+    chunk = _batch_chunk(n, p * hq * wq * c * phases.dtype.itemsize)
+    xs = phases.reshape(p, n // chunk, chunk, hq, wq, c).swapaxes(0, 1)
+    gs = g.reshape(n // chunk, chunk, out_h, out_w, c)
+
+    def body(acc: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        xc, gc = inputs
+        sums = [
+            jnp.sum(_tap(xc, i, j, stride, out_h, out_w) * gc, axis=(0, 1, 2))
+            for i in range(k_h)
+            for j in range(k_w)
+        ]
+        return acc + jnp.stack(sums), None
+
+    acc, _ = jax.lax.scan(body, jnp.zeros((k_h * k_w, c), g.dtype), (xs, gs))
+    return acc.reshape(k_h, k_w, 1, c)
+
+
+def _out_size(x: jax.Array, stride: int) -> tuple[int, int]:
+    return -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Shift-and-add depthwise convolution (NHWC input, (k, k, 1, C) kernel, TF 'SAME')."""
+    phases = _pad_and_split(x, kernel.shape[0], stride)
+    return _shift_forward(phases, kernel, stride, *_out_size(x, stride))
+
+
+def _depthwise_shift_fwd(x: jax.Array, kernel: jax.Array, stride: int) -> tuple[jax.Array, tuple]:
+    return _depthwise_shift(x, kernel, stride), (x, kernel)
+
+
+def _depthwise_shift_bwd(stride: int, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = res
+    out_hw = _out_size(x, stride)
+    (dx,) = jax.linear_transpose(
+        lambda v: _shift_forward(_pad_and_split(v, kernel.shape[0], stride), kernel, stride, *out_hw), x
+    )(g)
+    phases = _pad_and_split(x, kernel.shape[0], stride)
+    return dx, _kernel_grad(phases, g, kernel.shape[0], kernel.shape[1], stride)
+
+
+_depthwise_shift.defvjp(_depthwise_shift_fwd, _depthwise_shift_bwd)
 
 
 def depthwise_conv(

@@ -1,0 +1,93 @@
+"""Measuring architectures on a device with drift control and storing every result.
+
+The pieces a command or a search needs together: a device (pinned away from the converter when
+it is the local CPU), an exporter converting ahead in another process, the reference model of the
+setting, and the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from latency.devices import open_device
+from latency.devices.base import Device
+from latency.devices.local import LocalDevice
+from latency.drift import InterleavedResult, interleaved_records, measure_interleaved
+from latency.prefetch import PrefetchExporter, split_cores
+from latency.protocol import MeasureProtocol
+from latency.store import MeasurementStore, new_session_id
+from mnas_jax.space import ArchSpec, SETTINGS, reference
+
+REFERENCE = "mobilenetv2"
+
+
+def setting_of(spec: ArchSpec) -> str:
+    """The setting whose input and classes the spec has (for its reference model)."""
+    for s in SETTINGS.values():
+        if (spec.input_size, spec.input_channels, spec.num_classes) == (
+                s.input_size, s.input_channels, s.num_classes):
+            return s.name
+    raise ValueError(f"architecture {spec.arch_id} ({spec.input_size}x{spec.input_size}x"
+                     f"{spec.input_channels}, {spec.num_classes} classes) matches no setting "
+                     f"({', '.join(SETTINGS)}): its latency has no reference model")
+
+
+@dataclasses.dataclass
+class DeviceSession:
+    """An open device + converter + store for one command or search."""
+
+    device: Device
+    store: MeasurementStore
+    exporter: PrefetchExporter
+    source: str
+    protocol: MeasureProtocol = MeasureProtocol()
+
+    @classmethod
+    def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None
+             ) -> DeviceSession:
+        workdir = Path(workdir)
+        device = open_device(device_spec)
+        convert_cores = None
+        if isinstance(device, LocalDevice):
+            measure_core, convert_cores = split_cores(device.core)
+            if device.core is None and measure_core is not None:
+                device = LocalDevice(threads=device.threads, xnnpack=device.xnnpack,
+                                     core=measure_core)
+        store = MeasurementStore.in_workdir(workdir)
+        exporter = PrefetchExporter(workdir / "cache" / "tflite", convert_cores)
+        return cls(device, store, exporter, device_spec.split(":")[0],
+                   protocol or MeasureProtocol())
+
+    def close(self) -> None:
+        self.exporter.close()
+        self.store.close()
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reference_bytes(self, setting: str) -> bytes:
+        return next(self.exporter.archs([reference(REFERENCE, setting)]))
+
+    def measure_archs(self, specs: Sequence[ArchSpec], *, progress: bool = False,
+                      kind: str = "arch") -> InterleavedResult:
+        """Measure R A1 R A2 ... R (reference = MobileNetV2 of the setting); store every row."""
+        settings = {setting_of(s) for s in specs}
+        if len(settings) != 1:
+            raise ValueError(f"architectures of several settings {sorted(settings)}: measure "
+                             "each setting separately (each has its own reference model)")
+        unique = list({s.arch_id: s for s in specs}.values())
+        ref = self.reference_bytes(settings.pop())
+        items = list(zip([s.arch_id for s in unique], self.exporter.archs(unique)))
+        result = measure_interleaved(self.device, items, ref, self.protocol, progress=progress)
+        records = interleaved_records(
+            result, self.protocol, session=new_session_id(), source=self.source, kind=kind,
+            reference_key=REFERENCE,
+            arch_info={s.arch_id: (s.arch_id, s.to_json()) for s in unique})
+        for r in records:
+            self.store.append(r)
+        return result

@@ -1,0 +1,213 @@
+"""Saving and loading predictors: XGBoost's own JSON per booster plus `metadata.json`.
+
+Never pickle: a predictor must keep loading after a library upgrade. The directory holds
+`booster_<k>.json` (XGBoost `save_model` JSON), `training.npz` (training features and latencies,
+plain arrays, read with allow_pickle=False, so `refit` works after loading) and `metadata.json`
+(schema version, feature list, space, setting, device fingerprint, unit, training ids, library
+versions, creation time, sha256 of every other file). A save replaces the directory atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xgboost as xgb
+
+from predictor.features import TableLike, make_featurizer
+from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
+
+SCHEMA_VERSION = 1
+KIND = "mnas-latency-predictor"
+METADATA = "metadata.json"
+TRAINING = "training.npz"
+
+
+class PredictorMismatchError(ValueError):
+    """A predictor for another space, setting or device than the caller expects."""
+
+
+class PredictorFileError(ValueError):
+    """A predictor directory that is missing files, truncated, corrupted or of another schema."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "xgboost": xgb.__version__,
+           "numpy": np.__version__}
+    try:
+        out["mnas-jax"] = importlib_metadata.version("mnas-jax")
+    except importlib_metadata.PackageNotFoundError:
+        pass
+    return out
+
+
+def _json_number(v: Any) -> Any:
+    return None if isinstance(v, float) and not np.isfinite(v) else v
+
+
+def metadata_of(pred: LatencyPredictor) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION, "kind": KIND, "space": pred.space, "setting": pred.setting,
+        "unit": pred.unit, "target": pred.choice.target,
+        "choice": {k: _json_number(getattr(pred.choice, k)) for k in Choice.__dataclass_fields__},
+        "prior": dataclasses.asdict(pred.prior), "config": pred.config.to_dict(),
+        "seed": pred.seed,
+        "features": pred.featurizer.feature_set.to_dict(),
+        "device_fingerprint": pred.device_fingerprint, "device_id": pred.device_id,
+        "table_info": pred.table_info, "train_ids": list(pred.train_ids),
+        "n_train": len(pred.train_ids), "versions": _versions(), "created": pred.created,
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_predictor(pred: LatencyPredictor, directory: str | Path) -> Path:
+    """Write the predictor to `directory` (replaced as a whole; a crash leaves the old one)."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        files = {}
+        for k, booster in enumerate(pred.boosters):
+            name = f"booster_{k}.json"
+            _write(tmp / name, booster.save_raw(raw_format="json"))
+            files[name] = _sha256(tmp / name)
+        with (tmp / TRAINING).open("wb") as f:
+            np.savez(f, train_x=pred.train_x, train_y=pred.train_y)
+        files[TRAINING] = _sha256(tmp / TRAINING)
+        meta = metadata_of(pred) | {"files": files}
+        _write(tmp / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / "previous")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """metadata.json of a predictor directory, checked for kind and schema version."""
+    path = Path(directory) / METADATA
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"predictor directory {str(directory)!r} does not exist; "
+                                "fit one with 'mnas predictor fit'")
+    if not path.is_file():
+        raise PredictorFileError(f"{path} is missing: {str(directory)!r} is not a predictor "
+                                 "directory (or a save was interrupted); fit it again")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise PredictorFileError(f"{path} is truncated or not JSON; fit the predictor "
+                                 "again") from None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        raise PredictorFileError(f"{path} is not a latency predictor's metadata")
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise PredictorFileError(f"{path} has schema {meta.get('schema')!r}; this version "
+                                 f"reads schema {SCHEMA_VERSION}: refit the predictor")
+    return meta
+
+
+def _check_files(directory: Path, files: Mapping[str, str]) -> None:
+    for name, digest in files.items():
+        path = directory / name
+        if not path.is_file():
+            raise PredictorFileError(f"predictor file {path} is missing; restore it or refit")
+        if _sha256(path) != digest:
+            raise PredictorFileError(f"predictor file {path} is truncated or corrupted (its "
+                                     "sha256 differs from metadata.json); restore it or refit")
+
+
+def _check_expected(meta: Mapping[str, Any], directory: Path, space: str | None,
+                    setting: str | None, device_id: str | None) -> None:
+    for field, want in (("space", space), ("setting", setting), ("device_id", device_id)):
+        have = meta.get(field)
+        if want is not None and have != want:
+            device = meta.get("device_fingerprint") if field == "device_id" else None
+            extra = f" (fingerprint {device})" if device else ""
+            raise PredictorMismatchError(
+                f"predictor {str(directory)!r} is for {field} {have!r}{extra}, but "
+                f"{want!r} was expected; fit a predictor for {want!r} or pass "
+                "allow_mismatch=True (--allow-mismatch) to use it anyway")
+
+
+def _choice(d: Mapping[str, Any]) -> Choice:
+    d = dict(d)
+    for k in ("cv_rmse", "cv_score"):
+        d[k] = float("nan") if d.get(k) is None else float(d[k])
+    return Choice(**d)
+
+
+def load_predictor(directory: str | Path, *, space: str | None = None,
+                   setting: str | None = None, device_id: str | None = None,
+                   device_fingerprint: Mapping[str, Any] | None = None,
+                   table: TableLike | None = None,
+                   allow_mismatch: bool = False) -> LatencyPredictor:
+    """Load and check a predictor. Expected space/setting/device (None: not checked) that
+    differ raise `PredictorMismatchError` unless `allow_mismatch`; a predictor fitted with a
+    lookup table needs that table again (`table`)."""
+    directory = Path(directory)
+    meta = read_metadata(directory)
+    _check_files(directory, meta.get("files", {}))
+    if device_fingerprint is not None:
+        fp_id = device_id_of(device_fingerprint)
+        if device_id is not None and device_id != fp_id:
+            raise ValueError(f"device_id {device_id!r} and the fingerprint's id {fp_id!r} differ")
+        device_id = fp_id
+    if not allow_mismatch:
+        _check_expected(meta, directory, space, setting, device_id)
+    fs = meta["features"]
+    if fs["uses_table"] and table is None:
+        raise ValueError(f"predictor {str(directory)!r} was fitted with a lookup table "
+                         f"({meta.get('table_info')}); pass the device's table (table=)")
+    featurizer = make_featurizer(meta["space"], meta["setting"], table if fs["uses_table"] else None)
+    if list(featurizer.names) != list(fs["names"]):
+        raise PredictorFileError(
+            f"predictor {str(directory)!r} was fitted on {len(fs['names'])} features (version "
+            f"{fs['version']}); this version computes {len(featurizer.names)}: refit it")
+    names = sorted((n for n in meta["files"] if n.startswith("booster_")),
+                   key=lambda n: int(n[len("booster_"):-len(".json")]))
+    if not names:
+        raise PredictorFileError(f"predictor {str(directory)!r} lists no booster files")
+    boosters = []
+    for name in names:
+        path = directory / name
+        booster = xgb.Booster()
+        try:
+            booster.load_model(str(path))
+        except xgb.core.XGBoostError as e:
+            raise PredictorFileError(f"predictor file {path} cannot be read by XGBoost "
+                                     f"{xgb.__version__}: {str(e).splitlines()[0]}") from None
+        boosters.append(booster)
+    with np.load(directory / TRAINING, allow_pickle=False) as z:
+        train_x, train_y = z["train_x"], z["train_y"]
+    return LatencyPredictor(
+        tuple(boosters), featurizer, _choice(meta["choice"]), Prior(**meta["prior"]), meta["unit"],
+        PredictorConfig.from_dict(meta["config"]), int(meta["seed"]), meta["device_fingerprint"],
+        tuple(meta["train_ids"]), train_x, train_y, meta["created"], meta["table_info"])
