@@ -74,7 +74,8 @@ def measure_throughput(pred: Any, n: int = 10_000, repeats: int = 3, seed: int =
     t0 = time.perf_counter()
     fresh.predict(specs)
     spec_s = time.perf_counter() - t0
-    return {"batch": n, "cold_archs_per_s": n / cold, "warm_archs_per_s": n / float(np.median(warm)),
+    return {"batch": n, "cold_archs_per_s": n / cold,
+            "warm_archs_per_s": n / float(np.median(warm)),
             "features_archs_per_s": n / float(np.median(feats)),
             "specs_archs_per_s": len(specs) / spec_s, "nthread": pred.config.nthread}
 
@@ -113,9 +114,8 @@ def section_pixel2(out: pathlib.Path, seeds: int, sizes: Sequence[int] = PIXEL2_
         "summary": summary, "runs": {str(n): r for n, r in runs.items()},
     }
     if 1000 in runs:
-        wins = [(r["methods"]["predictor"]["within_10"] >= r["methods"]["onehot_ridge"]["within_10"],
-                 r["methods"]["predictor"]["kendall_tau"] >= r["methods"]["onehot_ridge"]["kendall_tau"])
-                for r in runs[1000]]
+        wins = [tuple(r["methods"]["predictor"][k] >= r["methods"]["onehot_ridge"][k]
+                      for k in ("within_10", "kendall_tau")) for r in runs[1000]]
         s = summary["1000"]
         result["acceptance_1000"] = {
             "predictor_within_10": s["predictor"]["within_10_mean"],

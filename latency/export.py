@@ -24,10 +24,13 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
+
+import jax
+import jax.numpy as jnp
 
 from latency.oplist import non_builtin_ops, ops_of
 from latency.weights import check_variables, random_variables
@@ -69,7 +72,8 @@ def cache_key(kind: str, identity: str, seed: int,
     return f"format={EXPORT_FORMAT};{kind}={identity};seed={seed};{pinned}"
 
 
-def _import_tf() -> tuple[Any, Any]:
+def import_tensorflow() -> tuple[Any, Any]:
+    """(tensorflow, jax2tf), imported on demand: the import costs ~4 s and ~500 MB."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     from jax.experimental import jax2tf
@@ -77,19 +81,13 @@ def _import_tf() -> tuple[Any, Any]:
     return tf, jax2tf
 
 
-def convert_module(tf: Any, jax2tf: Any, model: Any, variables: Any,
-                   input_shape: tuple[int, ...]) -> bytes:
-    """Convert `model.apply(variables, x, train=False)` for one fixed float32 input shape."""
+def convert_tf_function(tf: Any, fn: Any) -> bytes:
+    """A `tf.function` with a fixed input signature -> .tflite bytes, builtin ops only, float32.
 
-    def forward(x: Any) -> Any:
-        return model.apply(variables, x, train=False)
-
-    converted = jax2tf.convert(forward, with_gradient=False,
-                               native_serialization_platforms=("cpu",))
-    fn = tf.function(converted, autograph=False,
-                     input_signature=[tf.TensorSpec(input_shape, tf.float32, name="input")])
-    concrete = fn.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
+    The one converter call of the project (the Keras benchmark uses it too), so every model
+    compared or timed went through identical converter settings.
+    """
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
         model_bytes = bytes(converter.convert())
@@ -101,6 +99,21 @@ def convert_module(tf: Any, jax2tf: Any, model: Any, variables: Any,
         raise ExportError(f"converted model has non-builtin ops {sorted(set(bad))}; "
                           "only TFLITE_BUILTINS can run on the target runtimes")
     return model_bytes
+
+
+def convert_module(tf: Any, jax2tf: Any, model: Any, variables: Any,
+                   input_shape: tuple[int, ...]) -> bytes:
+    """Convert `model.apply(variables, x, train=False)` for one fixed float32 input shape."""
+
+    def forward(x: Any) -> Any:
+        return model.apply(variables, x, train=False)
+
+    # Lower for CPU whatever the default backend (a TPU host would otherwise lower for TPU).
+    converted = jax2tf.convert(forward, with_gradient=False,
+                               native_serialization_platforms=("cpu",))
+    fn = tf.function(converted, autograph=False,
+                     input_signature=[tf.TensorSpec(input_shape, tf.float32, name="input")])
+    return convert_tf_function(tf, fn)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -125,7 +138,8 @@ class Exporter:
     `cache_dir` (optional) keeps exports across processes (one `.tflite` per key, written
     atomically); the memory cache holds up to `memory_bytes` of models, least recently used
     first out. Exports with caller-given (trained) variables are never cached: their weights
-    are not part of the key. `conversions` counts real conversions (cache misses).
+    are not part of the key. `conversions` counts real conversions (cache misses). Safe to
+    share between threads (conversions run one at a time); processes may share `cache_dir`.
     """
 
     def __init__(self, cache_dir: str | Path | None = None, *,
@@ -137,7 +151,8 @@ class Exporter:
         self.versions = converter_versions()
         self.conversions = 0
         self._memory: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the memory cache
+        self._convert_lock = threading.Lock()  # one conversion at a time
         self._tf: tuple[Any, Any] | None = None
 
     # -- public -------------------------------------------------------------------------------
@@ -149,6 +164,8 @@ class Exporter:
         shape = (1, spec.input_size, spec.input_size, spec.input_channels)
         if variables is not None:
             check_variables(model, shape, variables)
+            variables = {name: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables[name])
+                         for name in ("params", "batch_stats")}  # float32 export, e.g. from bf16
             return self._convert(model, variables, shape, f"arch {spec.arch_id}")
         key = cache_key("arch", spec.arch_id, seed, self.versions)
         return self._cached(key, f"arch-{spec.arch_id}", lambda: self._convert(
@@ -174,17 +191,18 @@ class Exporter:
     # -- internals ----------------------------------------------------------------------------
     def _tensorflow(self) -> tuple[Any, Any]:
         if self._tf is None:
-            self._tf = _import_tf()
+            self._tf = import_tensorflow()
         return self._tf
 
     def _convert(self, model: Any, variables: Any, shape: tuple[int, ...], what: str) -> bytes:
-        tf, jax2tf = self._tensorflow()
-        started = time.perf_counter()
-        try:
-            data = convert_module(tf, jax2tf, model, variables, shape)
-        except ExportError as e:
-            raise ExportError(f"{what}: {e}") from e.__cause__
-        self.conversions += 1
+        with self._convert_lock:
+            tf, jax2tf = self._tensorflow()
+            started = time.perf_counter()
+            try:
+                data = convert_module(tf, jax2tf, model, variables, shape)
+            except ExportError as e:
+                raise ExportError(f"{what}: {e}") from e.__cause__
+            self.conversions += 1
         log.debug("converted %s in %.2f s (%d bytes)", what, time.perf_counter() - started,
                   len(data))
         return data

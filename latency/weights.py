@@ -103,7 +103,8 @@ def batch_stats_from(model: nn.Module, variables: dict[str, Any], x: jax.Array) 
 
 
 def calibrate_batch_stats(model: nn.Module, variables: dict[str, Any],
-                          input_shape: tuple[int, ...], seed: int, batch: int = 4) -> dict[str, Any]:
+                          input_shape: tuple[int, ...], seed: int,
+                          batch: int = 4) -> dict[str, Any]:
     """`variables` with every BN's running statistics set to its batch statistics on random
     normal inputs, as if trained: each BN then normalises, so a deep random ReLU net keeps an
     O(1), input-dependent signal (without it the signal fades to ~1e-3 of the output). Costs one

@@ -95,7 +95,8 @@ class FeatureSet:
 # -- per-layer vectors ------------------------------------------------------------------------
 def _mac_parts(layer: LayerSpec) -> dict[str, int]:
     """`layer_macs` split by kind of computation (regular conv, depthwise, 1x1, SE, classifier)."""
-    op, k, cin, cout, g = layer.op.value, layer.kernel, layer.in_channels, layer.out_channels, layer.groups
+    op, k, g = layer.op.value, layer.kernel, layer.groups
+    cin, cout = layer.in_channels, layer.out_channels
     hw_in, hw = layer.in_size ** 2, layer.out_size ** 2
     se, mid = layer.se_channels, layer.mid_channels
     parts = dict.fromkeys(("macs_conv", "macs_dw", "macs_pw", "macs_se", "macs_fc"), 0)
@@ -123,7 +124,8 @@ def _mac_parts(layer: LayerSpec) -> dict[str, int]:
 
 def _largest_weight(layer: LayerSpec) -> int:
     """Values in the layer's largest single weight tensor."""
-    op, k, cin, cout, g = layer.op.value, layer.kernel, layer.in_channels, layer.out_channels, layer.groups
+    op, k, g = layer.op.value, layer.kernel, layer.groups
+    cin, cout = layer.in_channels, layer.out_channels
     mid, se = layer.mid_channels, layer.se_channels
     sizes = [cin * cout if layer.skip.value == "pool" and cin != cout else 0]
     if op == "conv":
@@ -234,6 +236,9 @@ class Featurizer:
             groups.setdefault(name.split(".", 1)[0], []).append(i)
         self._decisions = [np.array(ix) for ix in groups.values()]
         choices = np.array(space.choices, dtype=np.int64)
+        if max(int(np.prod(choices[ix])) for ix in self._decisions) >= 1 << 22:
+            raise ValueError(f"space {space.name!r} has a block with over 2^22 choice "
+                             "combinations; the block cache keys cannot hold it")
         self._choices = choices
         self._radix = [np.cumprod(np.r_[1, choices[ix][:-1]]) for ix in self._decisions]
         self._blocks = [_BlockCache(self.width) for _ in self._decisions]
@@ -275,7 +280,8 @@ class Featurizer:
     # -- fast path -----------------------------------------------------------------------------
     def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
         t = np.asarray(tokens)
-        if t.ndim != 2 or t.shape[1] != len(self._choices) or not np.issubdtype(t.dtype, np.integer):
+        width = len(self._choices)
+        if t.ndim != 2 or t.shape[1] != width or not np.issubdtype(t.dtype, np.integer):
             raise OutsideSpaceError(
                 f"tokens must be an integer array of shape (n, {len(self._choices)}) for the "
                 f"{self.space.name}/{self.space.setting} space, got {t.dtype} {t.shape}")

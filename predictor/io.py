@@ -186,7 +186,8 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
     if fs["uses_table"] and table is None:
         raise ValueError(f"predictor {str(directory)!r} was fitted with a lookup table "
                          f"({meta.get('table_info')}); pass the device's table (table=)")
-    featurizer = make_featurizer(meta["space"], meta["setting"], table if fs["uses_table"] else None)
+    featurizer = make_featurizer(meta["space"], meta["setting"],
+                                 table if fs["uses_table"] else None)
     if list(featurizer.names) != list(fs["names"]):
         raise PredictorFileError(
             f"predictor {str(directory)!r} was fitted on {len(fs['names'])} features (version "

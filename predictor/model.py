@@ -1,14 +1,19 @@
 """The gradient-boosted latency predictor: XGBoost on architecture features.
 
-Target, chosen by cross-validation inside the training data (`target="auto"`):
-- `log_ms`: log latency, for data without a per-layer table (e.g. Pixel 2);
-- `log_ratio`: log(measured / table sum), so the trees only learn what the table misses
-  (caches, fusion, per-invoke overhead).
-Tree depth and minimum child weight are picked from a small grid by the same CV, the number of
-rounds by early stopping. The final model is a bagged ensemble (bootstrap resamples, one seed
-each): the prediction is the ensemble mean in log space, its uncertainty combines the ensemble
-spread (what more data would fix) with the CV residual (measurement noise and model error).
-Latencies are in `unit`: 'ms', or 'relative' to a reference model measured beside them.
+Target, chosen by cross-validation inside the training data (`target="auto"`): log latency
+minus a prior the trees then correct,
+- `log_ms`: no prior;
+- `log_macs`: a power law in MACs fitted by least squares (ranks well from a few archs);
+- `log_ratio`: the lookup-table sum, so the trees learn only what the table misses (caches,
+  fusion, per-invoke overhead); offered when a table is given.
+Tree depth and minimum child weight come from a small grid, the number of rounds (0: the prior
+alone) from early stopping, all by the same CV. The default loss is pseudo-Huber on log latency
+(quadratic within ~5%, linear beyond): phone measurements have heavy upper tails, and a squared
+loss lets those outliers pull every prediction. The final model is a bagged ensemble (bootstrap
+resamples, one seed each): the prediction is the ensemble mean in log space; its uncertainty
+combines the ensemble spread (what more data would fix) with the out-of-fold residual of the CV
+(measurement noise and model error). Latencies are in `unit`: 'ms', or 'relative' to a
+reference model measured beside them.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class PredictorConfig:
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
-    objective: str = "squared"
+    objective: str = "huber"
     huber_slope: float = 0.05
     cv_folds: int = 5
     nthread: int = 1
@@ -182,7 +187,7 @@ def _fold_curves(x: np.ndarray, y: np.ndarray, names: Sequence[str], target: str
 
 
 def _start(label: np.ndarray, params: Mapping[str, Any]) -> float:
-    """The constant a booster starts from (XGBoost's base_score estimate for the objective)."""
+    """The constant the trees start from (base_score): mean, or median for robust losses."""
     return float(np.mean(label) if params["objective"] == "reg:squarederror"
                  else np.median(label))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -161,6 +162,109 @@ def depthwise_conv(
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=channels,
     )
+
+
+# -- dense convolutions: the same XLA:CPU weakness, in the backward pass ------------------------
+# XLA:CPU computes the kernel gradient of a convolution (and the input gradient of a 1x1 one)
+# with a slow generic loop: 5-17x slower than the same contraction written as a matrix product.
+# ``fast_conv_general_dilated`` is a drop-in for ``lax.conv_general_dilated`` (pass it as
+# ``nn.Conv(conv_general_dilated=...)``; same parameters): 1x1 convolutions become one
+# ``dot_general``; KxK ones keep XLA's forward and input gradient but get their kernel gradient
+# as a sum over taps of (window^T @ output gradient) matrix products.
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _is_nhwc(dimension_numbers: Any) -> bool:
+    if dimension_numbers is None:
+        return False
+    if isinstance(dimension_numbers, tuple) and all(isinstance(d, str) for d in dimension_numbers):
+        return tuple(dimension_numbers) == _NHWC
+    spec = jax.lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), _NHWC)
+    return tuple(dimension_numbers) == tuple(spec)
+
+
+def _explicit_padding(padding: Any, x: jax.Array, kernel: jax.Array, strides: tuple[int, ...]) -> list[tuple[int, int]]:
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            return [(0, 0), (0, 0)]
+        if padding.upper() == "SAME":
+            return [same_padding(x.shape[1 + a], kernel.shape[a], strides[a]) for a in range(2)]
+        raise ValueError(f"unsupported padding {padding!r}")
+    return [tuple(p) for p in padding]
+
+
+def _dense_conv_fwd_xla(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), list(pads), dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _dense_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple) -> jax.Array:
+    """KxK NHWC convolution; XLA forward, tap-wise matrix products for the kernel gradient."""
+    return _dense_conv_fwd_xla(x, kernel, stride, pads)
+
+
+def _dense_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple) -> tuple[jax.Array, tuple]:
+    return _dense_conv(x, kernel, stride, pads), (x, kernel)
+
+
+def _dense_conv_bwd(stride: int, pads: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = res
+    _, dx_fn = jax.vjp(lambda v: _dense_conv_fwd_xla(v, kernel, stride, pads), x)
+    (dx,) = dx_fn(g)
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    _, out_h, out_w, _ = g.shape
+    rows = []
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            tap = jax.lax.slice(
+                xp, (0, i, j, 0),
+                (xp.shape[0], i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, xp.shape[3]),
+                (1, stride, stride, 1),
+            )
+            rows.append(jax.lax.dot_general(tap, g, (((0, 1, 2), (0, 1, 2)), ((), ()))))
+    dk = jnp.stack(rows).reshape(kernel.shape)
+    return dx, dk
+
+
+_dense_conv.defvjp(_dense_conv_fwd, _dense_conv_bwd)
+
+
+def fast_conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Any,
+    padding: Any,
+    lhs_dilation: Any = None,
+    rhs_dilation: Any = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """``lax.conv_general_dilated`` with CPU-friendly gradients for plain NHWC convolutions."""
+    strides = tuple(window_strides)
+    plain = (
+        _is_nhwc(dimension_numbers)
+        and feature_group_count == 1
+        and batch_group_count == 1
+        and all(d == 1 for d in (lhs_dilation or (1, 1)))
+        and all(d == 1 for d in (rhs_dilation or (1, 1)))
+        and len(strides) == 2
+        and strides[0] == strides[1]
+    )
+    if not plain:
+        return jax.lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type,
+        )
+    pads = tuple(_explicit_padding(padding, lhs, rhs, strides))
+    stride = strides[0]
+    if rhs.shape[:2] == (1, 1) and pads == ((0, 0), (0, 0)):
+        x = lhs if stride == 1 else lhs[:, ::stride, ::stride, :]
+        return jax.lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
+    return _dense_conv(lhs, rhs, stride, pads)
 
 
 class DepthwiseConv(nn.Module):

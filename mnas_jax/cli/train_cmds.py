@@ -1,0 +1,82 @@
+"""`mnas train ARCH --setting fmnist --epochs E [--steps N] [--json]`: train one architecture."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from mnas_jax.cli.errors import UserError
+from mnas_jax.cli.output import print_json, print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an architecture on Fashion-MNIST and report accuracy")
+    p.add_argument("arch", help="reference name, spec string, or JSON file")
+    p.add_argument("--setting", default="fmnist", help="setting for reference names (data: fmnist)")
+    p.add_argument("--preset", default="paper", choices=("paper", "proxy", "smoke"),
+                   help="training recipe: paper (full, checkpointed), proxy (search child), smoke")
+    p.add_argument("--epochs", type=float, help="epochs (default: the preset's)")
+    p.add_argument("--steps", type=int, help="step budget (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (init, dropout, data order)")
+    p.add_argument("--data-dir", help="Fashion-MNIST IDX directory (default: $MNAS_FMNIST_DIR or Debian's)")
+    p.add_argument("--workdir", default=".", type=Path, help="checkpoints and compile cache go here")
+    p.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint a paper training")
+    p.add_argument("--dw-impl", default="auto", choices=("auto", "shift", "xla"), help="depthwise implementation")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.set_defaults(func=_train)
+
+
+def _config(args: argparse.Namespace, arch_id: str):
+    from mnas_jax.train import get_preset
+
+    config = get_preset(args.preset)
+    changes: dict = {"dw_impl": args.dw_impl, "compile_cache_dir": str(args.workdir / "jax-cache")}
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise UserError(f"--epochs {args.epochs} must be > 0")
+        changes.update(epochs=args.epochs, max_steps=None)
+    if args.steps is not None:
+        if args.steps <= 0:
+            raise UserError(f"--steps {args.steps} must be > 0")
+        changes["max_steps"] = args.steps
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    config = dataclasses.replace(config, **changes)
+    if args.preset == "paper" and not args.no_checkpoint:
+        length = f"s{config.max_steps}" if config.max_steps else f"e{config.epochs:g}"
+        run = f"{arch_id}-{config.name}-b{config.batch_size}-{length}-seed{args.seed}"
+        config = dataclasses.replace(config, checkpoint_dir=str(args.workdir / "checkpoints" / run))
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    import jax
+
+    from mnas_jax.data import load_fashion_mnist
+    from mnas_jax.space import parse_arch
+    from mnas_jax.train import train_and_evaluate
+
+    spec = parse_arch(args.arch, args.setting)
+    if (spec.input_channels, spec.num_classes) != (1, 10):
+        raise UserError(
+            f"{args.arch} in setting {args.setting!r} takes {spec.input_channels}-channel input and "
+            f"{spec.num_classes} classes; Fashion-MNIST needs 1 and 10: use --setting fmnist"
+        )
+    data = load_fashion_mnist(args.data_dir, input_size=spec.input_size)  # fails fast, one line
+    config = _config(args, spec.arch_id)
+    result = train_and_evaluate(spec, config, jax.random.key(args.seed), data)
+    out = result.to_dict()
+    if args.json:
+        print_json(out)
+    else:
+        keys = ("arch_id", "status", "reason", "val_accuracy", "test_accuracy", "final_loss", "steps",
+                "train_seconds", "compile_seconds", "images_per_second", "dw_impl", "num_devices")
+        print_table(f"mnas train {args.arch} ({config.name})", ("field", "value"),
+                    [(k, _fmt(out[k])) for k in keys])
+    return 0 if result.ok else 1
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
