@@ -6,8 +6,8 @@ For mnasnet-a1 and mobilenetv2 in the fmnist setting (32x32x1, batch 128) this m
     depthwise implementation (xla = feature_group_count conv, shift = shift-and-add);
   - PyTorch: the same layers written from the ArchSpec (channels_last, RMSprop, label
     smoothing), torch's own CPU kernels (oneDNN);
-  - compile seconds per new child (init + train step), for the two references and a few
-    random children of the MnasNet space.
+  - compile seconds per new child (init + train, eval and state-creation steps, compiled as
+    training does), for the two references and a few random children of the MnasNet space.
 Rounds of Flax and PyTorch steps alternate so that machine-wide slowdowns (other jobs on the
 same cores) hit both alike; the report gives medians over rounds and the load average.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -34,19 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from mnas_jax.data import DataSource, load_fashion_mnist, put_sharded
 from mnas_jax.data.source import Batch
-from mnas_jax.models import build_model
+from mnas_jax.models import build_model, init_variables
 from mnas_jax.models import depthwise as dw_module
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.space import ArchSpec, get_space, reference, sample_tokens
 from mnas_jax.space.spec import Activation, LayerSpec, Op, Skip
 from mnas_jax.train.config import paper
 from mnas_jax.train.optim import make_optimizer
-from mnas_jax.train.state import create_train_state, init_variables
-from mnas_jax.train.steps import train_step
+from mnas_jax.train.compile import compile_child
+from mnas_jax.train.sharding import make_placement
 
 log = logging.getLogger("train_throughput")
 REPORTS = Path(__file__).parent / "reports"
@@ -103,25 +101,21 @@ class FlaxRunner:
         return time.perf_counter() - start
 
 
-def build_flax(spec: ArchSpec, impl: DepthwiseImpl, fast_conv: bool) -> FlaxRunner:
-    config = paper()
+def build_flax(spec: ArchSpec, impl: DepthwiseImpl, fast_conv: bool, data: DataSource) -> FlaxRunner:
+    """Compile a child exactly as training does (mnas_jax.train.loop.compile_child)."""
+    config = dataclasses.replace(paper(), batch_size=BATCH)
+    placement = make_placement()
     model = build_model(spec, impl)
     tx = make_optimizer(config, steps_per_epoch=390, total_steps=390 * 350)
-    rng = np.random.default_rng(0)
-    batch = Batch(
-        jnp.asarray(rng.normal(size=(BATCH, spec.input_size, spec.input_size, spec.input_channels)), jnp.float32),
-        jnp.asarray(rng.integers(0, spec.num_classes, BATCH), jnp.int32),
-        jnp.ones(BATCH, jnp.float32),
-    )
+    key = jax.random.key(1)
     with fast_dense_convs(fast_conv):
         start = time.perf_counter()
-        variables, _ = init_variables(model, jax.random.key(0), batch.images.shape[1:])
-        state = jax.jit(functools.partial(create_train_state, tx=tx, ema=True))(variables)
-        step = functools.partial(train_step, model=model, tx=tx, num_classes=spec.num_classes,
-                                 label_smoothing=config.label_smoothing, ema_decay=config.ema_decay)
-        compiled = jax.jit(step, donate_argnums=0).lower(state, batch, jax.random.key(1)).compile()
+        variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=0), placement.replicated)
+        compiled = compile_child(model, tx, config, spec, variables, data, placement, key)
+        state = compiled.make_state(variables)
         seconds = time.perf_counter() - start
-    runner = FlaxRunner(compiled, state, batch, jax.random.key(1), seconds)
+    batch = put_sharded(next(data.train_batches(BATCH, seed=0, epoch=0)), placement.data)
+    runner = FlaxRunner(compiled.train, state, batch, key, seconds)
     runner.run(1)  # first run allocates buffers
     return runner
 
@@ -227,7 +221,7 @@ def build_torch(spec: ArchSpec) -> tuple[Any, Callable[[int], float]]:
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
-        float(loss)
+        float(loss.detach())
         return time.perf_counter() - start
 
     run(2)  # warm-up: oneDNN primitive creation
@@ -247,12 +241,50 @@ def interleave(runners: dict[str, Callable[[int], float]], rounds: int, steps: i
     return out
 
 
-def child_compile_seconds(n: int, impl: DepthwiseImpl, fast_conv: bool) -> list[dict[str, Any]]:
+def depthwise_shapes(specs: list[ArchSpec]) -> list[tuple[int, int, int, int]]:
+    """Distinct (size, channels, kernel, stride) of the depthwise convolutions in ``specs``."""
+    shapes = set()
+    for spec in specs:
+        for layer in spec.layers():
+            if layer.op in (Op.SEPCONV, Op.MBCONV, Op.IR):
+                channels = layer.in_channels if layer.op is Op.SEPCONV else layer.mid_channels
+                shapes.add((layer.in_size, channels, layer.kernel, layer.stride))
+    return sorted(shapes, reverse=True)
+
+
+def depthwise_timings(shapes: list[tuple[int, int, int, int]], rounds: int) -> list[dict[str, Any]]:
+    """Forward + backward milliseconds of one depthwise conv at batch 128, per implementation."""
+    rows = []
+    for size, channels, kernel, stride in shapes:
+        x = jax.random.normal(jax.random.key(0), (BATCH, size, size, channels))
+        w = jax.random.normal(jax.random.key(1), (kernel, kernel, 1, channels))
+        fns = {
+            impl.value: jax.jit(jax.grad(
+                lambda x, w, impl=impl: (dw_module.depthwise_conv(x, w, stride=stride, impl=impl) ** 2).sum(),
+                argnums=(0, 1)))
+            for impl in DepthwiseImpl
+        }
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for f in fns.values():
+            jax.block_until_ready(f(x, w))
+        for _ in range(rounds):
+            for k, f in fns.items():
+                start = time.perf_counter()
+                jax.block_until_ready(f(x, w))
+                times[k].append(time.perf_counter() - start)
+        ms = {k: 1e3 * min(v) for k, v in times.items()}
+        rows.append({"size": size, "channels": channels, "kernel": kernel, "stride": stride, "ms": ms,
+                     "speedup_shift": ms["xla"] / ms["shift"]})
+        log.info("depthwise %s: %s", (size, channels, kernel, stride), {k: round(v, 1) for k, v in ms.items()})
+    return rows
+
+
+def child_compile_seconds(n: int, impl: DepthwiseImpl, fast_conv: bool, data: DataSource) -> list[dict[str, Any]]:
     space = get_space("mnasnet", "fmnist")
     rows = []
     for tokens in sample_tokens(space.choices, seed=123, n=n):
         spec = space.decode(tokens)
-        runner = build_flax(spec, impl, fast_conv)
+        runner = build_flax(spec, impl, fast_conv, data)
         rows.append({"arch_id": spec.arch_id, "compile_seconds": runner.compile_seconds})
         log.info("child %s compiles in %.1f s", spec.arch_id, runner.compile_seconds)
     return rows
@@ -266,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=2, help="random children for compile times")
     parser.add_argument("--variants", default="xla,shift,shift+fastconv",
                         help="Flax variants: depthwise impl, '+fastconv' for the dense-conv fast path")
+    parser.add_argument("--depthwise", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time one depthwise conv (fwd+bwd) per shape of the models, xla vs shift")
     parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -273,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     results: dict[str, Any] = {"batch": BATCH, "setting": "fmnist", "models": {}}
+    data = load_fashion_mnist(input_size=32)
     for name in args.models.split(","):
         spec = reference(name, setting="fmnist")
         runners: dict[str, Callable[[int], float]] = {}
         compile_s: dict[str, float] = {}
         for variant in args.variants.split(","):
             impl, _, extra = variant.partition("+")
-            runner = build_flax(spec, DepthwiseImpl(impl), extra == "fastconv")
+            runner = build_flax(spec, DepthwiseImpl(impl), extra == "fastconv", data)
             runners[f"flax {variant}"] = runner.run
             compile_s[f"flax {variant}"] = runner.compile_seconds
             log.info("%s flax %s: compile %.1f s", name, variant, runner.compile_seconds)
@@ -293,9 +328,12 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_to_pytorch": {k: med[k] / med["pytorch"] for k in med if k != "pytorch"},
             "compile_seconds": compile_s,
         }
+    if args.depthwise:
+        specs = [reference(name, setting="fmnist") for name in args.models.split(",")]
+        results["depthwise"] = depthwise_timings(depthwise_shapes(specs), args.rounds)
     best = args.variants.split(",")[-1]
     impl, _, extra = best.partition("+")
-    results["children_compile"] = child_compile_seconds(args.children, DepthwiseImpl(impl), extra == "fastconv")
+    results["children_compile"] = child_compile_seconds(args.children, DepthwiseImpl(impl), extra == "fastconv", data)
     results["environment"] = {
         "jax": jax.__version__,
         "cpu_count": os.cpu_count(),
@@ -349,7 +387,13 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
             comp = r["compile_seconds"].get(runner)
             lines.append(f"| {name} | {runner} | {v:.1f} | {'1.00' if ratio is None else f'{ratio:.2f}'} | "
                          f"{'-' if comp is None else f'{comp:.1f}'} |")
-    lines += ["", "Compile seconds of new children (init + train step), random MnasNet-space samples:", ""]
+    if results.get("depthwise"):
+        lines += ["", "One depthwise convolution, forward + backward at batch 128 (min over rounds, ms):", "",
+                  "| HxW | channels | kernel | stride | xla ms | shift ms | xla / shift |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in results["depthwise"]:
+            lines.append(f"| {r['size']} | {r['channels']} | {r['kernel']} | {r['stride']} | {r['ms']['xla']:.1f} | "
+                         f"{r['ms']['shift']:.1f} | {r['speedup_shift']:.1f} |")
+    lines += ["", "Compile seconds of new children (init + all steps, as training compiles them), random MnasNet-space samples:", ""]
     lines += [f"- `{c['arch_id']}`: {c['compile_seconds']:.1f} s" for c in results["children_compile"]]
     return "\n".join(lines) + "\n"
 

@@ -148,7 +148,7 @@ def measure_with_retries(attempt: Callable[[], RunStats], protocol: MeasureProto
         if stats.cv < best.cv:
             best = stats
     if best.cv > protocol.max_cv:
-        log.warning("CV %.3f still above %.3f after %d retries", best.cv, protocol.max_cv, retries)
+        log.info("CV %.3f still above %.3f after %d retries", best.cv, protocol.max_cv, retries)
     return best, retries
 
 

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.required = True
     add_fit_parser(ps)
     add_predict_parser(ps)
+    add_validate_parser(ps)
 
 
 def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,8 +48,33 @@ def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", type=Path, default=None,
                    help="predictor directory (default predictors/<device>-<space>)")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
+    f.add_argument("--setting", default=None, help="imagenet|fmnist (mnasnet, with --device)")
+    f.add_argument("--device", default=None, help="fit on measurements of this device")
+    f.add_argument("--n", type=int, default=None,
+                   help="architectures to sample and measure (default 300; with "
+                        "--transfer-from, k measurements on the new device)")
+    f.add_argument("--workdir", default=".", help="store, tables and predictors live here")
+    f.add_argument("--transfer-from", type=Path, default=None,
+                   help="predictor directory of another device to transfer from")
     f.set_defaults(func=_fit)
     return f
+
+
+def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    v = ps.add_parser("validate", help="measure fresh archs on the device and report the "
+                      "predictor's error beside baselines (table + PNG + JSON)")
+    v.add_argument("--space", default="mnasnet")
+    v.add_argument("--setting", default="imagenet")
+    v.add_argument("--device", default="local")
+    v.add_argument("--n", type=int, default=50)
+    v.add_argument("--seed", type=int, default=1000)
+    v.add_argument("--workdir", default=".")
+    v.add_argument("--model", type=Path, default=None, help="predictor directory (default: the "
+                   "one 'mnas predictor fit' wrote for this device)")
+    v.add_argument("-o", "--output", type=Path, default=None, help="report directory")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_validate)
+    return v
 
 
 def add_predict_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,10 +90,88 @@ def add_predict_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 # -- fit ------------------------------------------------------------------------------------------
 def _fit(args: argparse.Namespace) -> int:
-    if args.data is None:
-        raise UserError("pass --data CSV (external measurements); fitting from a device "
-                        "is not available in this build")
-    return _fit_external(args)
+    if args.data is not None:
+        return _fit_external(args)
+    if args.device is None:
+        raise UserError("pass --data CSV (external measurements) or --device D (measure)")
+    if args.space != "mnasnet":
+        raise UserError(f"device fitting needs a lookup table: use --space mnasnet, not "
+                        f"{args.space!r}")
+    return _fit_device(args)
+
+
+def _fit_device(args: argparse.Namespace) -> int:
+    from latency.session import DeviceSession
+    from mnas_jax.space import get_space
+    from predictor import device_fit as df
+    from predictor.io import load_predictor, save_predictor
+
+    setting = get_space(args.space, args.setting).setting
+    with DeviceSession.open(args.device, args.workdir) as session:
+        fp = session.device.fingerprint()
+        if args.transfer_from is not None:
+            base = load_predictor(args.transfer_from, space=args.space, setting=setting,
+                                  allow_mismatch=True)
+            k = args.n or 20
+            specs = df.sample_specs(args.space, setting, k, args.seed + 77)
+            y = df.measure_relative(session, specs, progress=not args.json)
+            tp = df.TransferPredictor.fit(base, specs, y, fp.to_dict())
+            out = args.output or df.predictor_dir(args.workdir, args.space, setting,
+                                                  fp.device_id).with_name(
+                f"{args.space}-{setting}-{fp.device_id}-transfer")
+            tp.save(out, args.transfer_from)
+            info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id}
+            print_json(info) if args.json else print(
+                f"transfer predictor from {args.transfer_from} with k={k}: {out}")
+            return 0
+        table = df.ensure_table(session, args.workdir, args.space, setting,
+                                progress=not args.json)
+        specs = df.sample_specs(args.space, setting, args.n or 300, args.seed)
+        y = df.measure_relative(session, specs, progress=not args.json)
+        pred = df.fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed)
+    out = args.output or df.predictor_dir(args.workdir, args.space, setting, fp.device_id)
+    save_predictor(pred, out)
+    info = {"predictor_dir": str(out), "n_train": len(specs), "device": fp.device_id,
+            "unit": "relative", "target": str(pred.choice)}
+    print_json(info) if args.json else print(f"predictor on {len(specs)} measured archs "
+                                             f"({fp.device_id}): {out}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from latency.session import DeviceSession
+    from mnas_jax.space import get_space
+    from predictor import device_fit as df
+    from predictor.io import load_predictor
+    from predictor.metrics import plot_predicted_vs_measured
+
+    setting = get_space(args.space, args.setting).setting
+    with DeviceSession.open(args.device, args.workdir) as session:
+        fp = session.device.fingerprint()
+        table = df.ensure_table(session, args.workdir, args.space, setting, not args.json)
+        model = args.model or df.predictor_dir(args.workdir, args.space, setting, fp.device_id)
+        if not model.exists():
+            raise UserError(f"no predictor at {model}; fit one first: mnas predictor fit "
+                            f"--space {args.space} --setting {setting} --device {args.device}")
+        pred = load_predictor(model, space=args.space, setting=setting, device_id=fp.device_id,
+                              table=table.entries_relative)
+        specs = df.sample_specs(args.space, setting, args.n, args.seed, set(pred.train_ids))
+        y = df.measure_relative(session, specs, fresh=True, progress=not args.json)
+    rep = df.evaluate(pred, specs, y)
+    out = args.output or Path(args.workdir) / "reports" / f"validate-{fp.device_id}-{setting}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_NAME).write_text(json.dumps(rep, indent=1) + "\n")
+    series = {k: (np.array(rep["predictions"][k]), np.array(rep["measured"]))
+              for k in ("predictor", "table_scale", "macs_linear") if k in rep["predictions"]}
+    plot_predicted_vs_measured(str(out / PLOT_NAME), series, unit="x reference",
+                               title=f"{args.n} fresh archs on {fp.device_id} ({setting})")
+    if args.json:
+        print_json({k: v for k, v in rep.items() if k not in ("predictions",)})
+        return 0
+    print_metrics_table(f"{rep['n_test']} fresh archs measured now on {fp.device_id}; "
+                        f"predictor trained on {rep['n_train']}", rep["methods"])
+    print(f"report: {out / REPORT_NAME}  plot: {out / PLOT_NAME}")
+    return 0
 
 
 def _fit_external(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ from mnas_jax.train.config import (
     proxy,
     smoke,
 )
-from mnas_jax.train.loop import evaluate, resolve_dw_impl, train_and_evaluate
+from mnas_jax.train.evaluate import evaluate
+from mnas_jax.train.loop import resolve_dw_impl, train_and_evaluate
 from mnas_jax.train.result import FAILED, OK, TrainResult
 
 __all__ = [

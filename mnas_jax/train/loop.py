@@ -1,8 +1,7 @@
 """``train_and_evaluate``: train one child on a data source and measure it.
 
-The shape of Flax's imagenet example: the loop is a row of small named steps (place, init,
-compile, train, evaluate). Every batch has a fixed shape and both steps are compiled ahead of
-time, so compile time is measured separately from training time and nothing recompiles.
+The shape of Flax's imagenet example: a row of small named steps (place, init, compile, train,
+evaluate), each in its own module; this one runs them and turns failures into data.
 """
 
 from __future__ import annotations
@@ -12,16 +11,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnas_jax.data.fashion_mnist import load_fashion_mnist
 from mnas_jax.data.pipeline import prefetch, put_sharded
-from mnas_jax.data.source import Batch, DataSource
-from mnas_jax.models import build_model
+from mnas_jax.data.source import DataSource
+from mnas_jax.models import build_model, init_variables
 from mnas_jax.models.depthwise import DepthwiseImpl, default_impl
 from mnas_jax.space import ArchSpec
 from mnas_jax.train.checkpoint import Checkpointer
@@ -30,8 +27,9 @@ from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.optim import make_optimizer
 from mnas_jax.train.result import FAILED, OK, TrainResult
 from mnas_jax.train.sharding import Placement, check_batch_size, make_placement, maybe_initialize_distributed
-from mnas_jax.train.state import TrainState, create_train_state, init_variables
-from mnas_jax.train.steps import eval_step, train_step
+from mnas_jax.train.compile import compile_child
+from mnas_jax.train.evaluate import evaluate, recalibrate_batch_stats
+from mnas_jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -53,56 +51,6 @@ def _check_data(spec: ArchSpec, data: DataSource) -> None:
         raise ValueError(f"data has {data.num_classes} classes but {spec.arch_id} has {spec.num_classes}")
 
 
-def _abstract_batch(batch_size: int, data: DataSource, sharding: jax.sharding.Sharding) -> Batch:
-    def sds(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
-    return Batch(
-        sds((batch_size, *data.image_shape), jnp.float32),
-        sds((batch_size,), jnp.int32),
-        sds((batch_size,), jnp.float32),
-    )
-
-
-def _init_state(model, tx, config: TrainConfig, key: jax.Array, data: DataSource, placement: Placement):
-    """Variables + optimiser state, replicated over the mesh; returns (state, compile seconds)."""
-    variables, seconds = init_variables(model, key, data.image_shape, placement.replicated)
-    make = jax.jit(functools.partial(create_train_state, tx=tx, ema=config.ema_decay is not None),
-                   out_shardings=placement.replicated)
-    start = time.perf_counter()
-    compiled = make.lower(variables).compile({"xla_backend_optimization_level": 0})
-    seconds += time.perf_counter() - start
-    return compiled(variables), seconds
-
-
-def _compile_steps(model, tx, config: TrainConfig, spec: ArchSpec, state: TrainState, data: DataSource,
-                   placement: Placement, key: jax.Array) -> tuple[Callable, Callable, float]:
-    """AOT-compile the train step (state donated) and the eval step."""
-    step = functools.partial(train_step, model=model, tx=tx, num_classes=spec.num_classes,
-                             label_smoothing=config.label_smoothing, ema_decay=config.ema_decay)
-    start = time.perf_counter()
-    train_fn = jax.jit(step, donate_argnums=0, out_shardings=placement.replicated).lower(
-        state, _abstract_batch(config.batch_size, data, placement.data), key).compile()
-    eval_fn = jax.jit(functools.partial(eval_step, model=model), out_shardings=placement.replicated).lower(
-        state.eval_variables(), _abstract_batch(config.eval_batch_size, data, placement.data)).compile()
-    return train_fn, eval_fn, time.perf_counter() - start
-
-
-def evaluate(eval_fn: Callable, variables: dict[str, Any], data: DataSource, split: str, config: TrainConfig,
-             placement: Placement, limit: int | None = None) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) over a split (or its first ``limit`` examples)."""
-    batches = data.eval_batches(split, config.eval_batch_size, limit=limit, shard=placement.shard)
-    sums = None
-    for batch in prefetch(batches, functools.partial(put_sharded, sharding=placement.data), config.prefetch):
-        out = eval_fn(variables, batch)
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    if sums is None:
-        raise ValueError(f"split {split!r} is empty")
-    sums = jax.device_get(sums)
-    count = max(float(sums["count"]), 1.0)
-    return float(sums["correct"]) / count, float(sums["loss"]) / count
-
-
 def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]]) -> float:
     """Fetch queued step metrics; raise NonFiniteLoss at the first bad step; return mean loss."""
     losses = []
@@ -116,12 +64,11 @@ def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]]) -> float:
 
 def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: DataSource, config: TrainConfig,
                placement: Placement, seed: int, steps_per_epoch: int, total_steps: int,
-               checkpointer: Checkpointer | None) -> tuple[TrainState, float]:
-    """The training loop proper; returns the final state and the mean loss of the last window."""
+               checkpointer: Checkpointer | None, curve: list[tuple[int, float]]) -> TrainState:
+    """The training loop proper; appends (step, mean loss of the window) to ``curve``."""
     put = functools.partial(put_sharded, sharding=placement.data)
     step = int(jax.device_get(state.step))
     pending: list[tuple[int, dict[str, jax.Array]]] = []
-    last_loss = float("nan")
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
         batches = data.train_batches(config.batch_size, seed=seed, epoch=epoch, limit=config.train_limit,
@@ -133,15 +80,15 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
             step += 1
             pending.append((step, metrics))
             if step % config.log_every == 0 or step == total_steps:
-                last_loss = _check_finite(pending)
+                curve.append((step, _check_finite(pending)))
                 pending = []
-                log.info("step %d/%d loss %.4f", step, total_steps, last_loss)
+                log.info("step %d/%d loss %.4f", step, total_steps, curve[-1][1])
             if checkpointer is not None:
                 checkpointer.maybe_save(step, state, force=step == total_steps)
             if step >= total_steps:
                 break
     jax.block_until_ready(state)
-    return state, last_loss
+    return state
 
 
 def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
@@ -171,24 +118,30 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     tx = make_optimizer(config, steps_per_epoch, total_steps)
     init_key, dropout_key, data_key = jax.random.split(key, 3)
     seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1))
-    state, compile_seconds = _init_state(model, tx, config, init_key, data, placement)
+    start = time.perf_counter()
+    init_seed = int(jax.random.randint(init_key, (), 0, 2**31 - 1))
+    # numpy-seeded, so every process builds the same values before they are replicated
+    variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=init_seed), placement.replicated)
+    compiled = compile_child(model, tx, config, spec, variables, data, placement, dropout_key)
+    state = compiled.make_state(variables)
+    compile_seconds = time.perf_counter() - start
     checkpointer = None
     if config.checkpoint_dir:
         every = max(1, round(config.checkpoint_every_epochs * steps_per_epoch))
         checkpointer = Checkpointer(config.checkpoint_dir, every)
         if checkpointer.latest_step() is not None:
             state = checkpointer.restore(state)
-    train_fn, eval_fn, seconds = _compile_steps(model, tx, config, spec, state, data, placement, dropout_key)
-    compile_seconds += seconds
+    train_fn, eval_fn, stats_fn = compiled.train, compiled.evaluate, compiled.batch_stats
     start_step = int(jax.device_get(state.step))
     start = time.perf_counter()
+    curve: list[tuple[int, float]] = []
     try:
-        state, final_loss = _run_steps(train_fn, state, dropout_key, data, config, placement, seed,
-                                       steps_per_epoch, total_steps, checkpointer)
+        state = _run_steps(train_fn, state, dropout_key, data, config, placement, seed,
+                           steps_per_epoch, total_steps, checkpointer, curve)
     except NonFiniteLoss as err:
         log.warning("%s failed: %s", spec.arch_id, err)
         return TrainResult(status=FAILED, reason=str(err), compile_seconds=compile_seconds,
-                           train_seconds=time.perf_counter() - start, **base)
+                           train_seconds=time.perf_counter() - start, loss_curve=tuple(curve), **base)
     except jax.errors.JaxRuntimeError as err:
         if "RESOURCE_EXHAUSTED" not in str(err):
             raise
@@ -200,13 +153,16 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     train_seconds = time.perf_counter() - start
     steps = total_steps - start_step
     variables = state.eval_variables()
+    if stats_fn is not None:
+        variables = recalibrate_batch_stats(stats_fn, variables, data, config, placement, seed)
     val_acc, val_loss = evaluate(eval_fn, variables, data, "validation", config, placement, config.val_limit)
     test_acc = evaluate(eval_fn, variables, data, "test", config, placement)[0] if config.evaluate_test else None
     if not math.isfinite(val_loss):
         return TrainResult(status=FAILED, reason=f"non-finite validation loss ({val_loss})", steps=total_steps,
                            train_seconds=train_seconds, compile_seconds=compile_seconds, **base)
     return TrainResult(
-        status=OK, val_accuracy=val_acc, test_accuracy=test_acc, val_loss=val_loss, final_loss=final_loss,
+        status=OK, val_accuracy=val_acc, test_accuracy=test_acc, val_loss=val_loss,
+        final_loss=curve[-1][1] if curve else None, loss_curve=tuple(curve),
         steps=total_steps, train_seconds=train_seconds, compile_seconds=compile_seconds,
         images_per_second=steps * config.batch_size / max(train_seconds, 1e-9), **base,
     )

@@ -28,13 +28,13 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int, total_step
     """
     peak = config.learning_rate
     warmup = min(config.warmup_epochs * steps_per_epoch, config.max_warmup_fraction * total_steps)
-    warmup = max(float(warmup), 1.0)
+    warmup = float(warmup)
     decay_steps = max(config.decay_epochs * steps_per_epoch, 1.0)
 
     def schedule(step: jax.Array) -> jax.Array:
         step = jnp.asarray(step, jnp.float32)
         decayed = peak * config.decay_rate ** jnp.floor(step / decay_steps)
-        return jnp.where(step < warmup, peak * step / warmup, decayed)
+        return jnp.where(step < warmup, peak * step / max(warmup, 1.0), decayed)
 
     return schedule
 

@@ -28,6 +28,7 @@ class TrainResult:
     config_name: str = ""
     num_devices: int = 1
     dw_impl: str = ""
+    loss_curve: tuple[tuple[int, float], ...] = ()  # (step, mean training loss since the last entry)
 
     @property
     def ok(self) -> bool:
@@ -36,4 +37,9 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN/inf floats become None (JSON has no NaN)."""
         out = dataclasses.asdict(self)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        out["loss_curve"] = [[s, _finite(v)] for s, v in self.loss_curve]
+        return {k: _finite(v) for k, v in out.items()}
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value

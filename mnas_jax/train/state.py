@@ -2,50 +2,45 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-# Initialisation runs once per child, so its compile time matters more than its run time:
-# XLA's lowest backend optimisation level roughly halves the compile of a full net's init.
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+from mnas_jax.models.layers import BN_MOMENTUM
 
 
 class TrainState(NamedTuple):
-    """Model variables, optimiser state and (optionally) the EMA of the variables."""
+    """Model variables, optimiser state and (optionally) the EMA of the weights."""
 
     step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
     ema_params: Any  # None when no EMA is kept
-    ema_batch_stats: Any
+    initial_batch_stats: Any  # BN moving averages at step 0, to remove their start-up bias
 
     def eval_variables(self) -> dict[str, Any]:
-        """The variables to evaluate with: the EMA when kept (as the reference code does)."""
-        if self.ema_params is not None:
-            return {"params": self.ema_params, "batch_stats": self.ema_batch_stats}
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        """Weights to evaluate (the EMA when kept, as the reference code does) with BN moving
+        averages corrected for their start-up bias.
+
+        BN keeps ``r_t = m r_(t-1) + (1 - m) b_t`` from ``r_0`` (mean 0, variance 1) with
+        m = 0.99, so after t steps a share m**t of r_t is still r_0: 74% after 30 steps, 5% after
+        300. ``(r_t - m**t r_0) / (1 - m**t)`` removes that share exactly (Adam's correction of
+        its moments); after a few thousand steps it equals ``r_t``. It does not remove the
+        statistics of earlier, different weights: very short runs also need BN recalibration
+        (``TrainConfig.bn_recalibration_examples``), which replaces these statistics.
+        """
+        params = self.params if self.ema_params is None else self.ema_params
+        return {"params": params, "batch_stats": debiased_batch_stats(self.batch_stats, self.initial_batch_stats, self.step)}
 
 
-def init_variables(
-    model: nn.Module, key: jax.Array, image_shape: tuple[int, int, int], sharding: jax.sharding.Sharding | None = None
-) -> tuple[dict[str, Any], float]:
-    """Initialise 'params' and 'batch_stats' (batch of 1); returns them and the compile seconds."""
-    x = jnp.zeros((1, *image_shape), jnp.float32)
-
-    def init(k: jax.Array) -> dict[str, Any]:
-        return dict(model.init({"params": k, "dropout": k}, x, train=False))
-
-    start = time.perf_counter()
-    compiled = jax.jit(init, out_shardings=sharding).lower(key).compile(_INIT_COMPILER_OPTIONS)
-    seconds = time.perf_counter() - start
-    variables = compiled(key)
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}, seconds
+def debiased_batch_stats(stats: Any, initial: Any, step: jax.Array, momentum: float = BN_MOMENTUM) -> Any:
+    """Remove the weight of the initial value from BN's exponential moving averages."""
+    kept = jnp.asarray(momentum, jnp.float32) ** jnp.asarray(step, jnp.float32)
+    scale = 1.0 / jnp.maximum(1.0 - kept, 1e-12)
+    return jax.tree.map(lambda r, r0: jnp.where(step > 0, (r - kept * r0) * scale, r), stats, initial)
 
 
 def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformation, ema: bool) -> TrainState:
@@ -57,5 +52,5 @@ def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformati
         batch_stats=batch_stats,
         opt_state=tx.init(params),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-        ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if ema else None,
+        initial_batch_stats=jax.tree.map(jnp.copy, batch_stats),
     )

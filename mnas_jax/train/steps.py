@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from mnas_jax.data.source import Batch
+from mnas_jax.models.layers import BN_MOMENTUM
 from mnas_jax.train.optim import ema_decay_at
 from mnas_jax.train.state import TrainState
 
@@ -51,10 +52,7 @@ def train_step(
     new = state._replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     if ema_decay is not None:
         decay = ema_decay_at(ema_decay, state.step)
-        new = new._replace(
-            ema_params=_ema(decay, state.ema_params, params),
-            ema_batch_stats=_ema(decay, state.ema_batch_stats, batch_stats),
-        )
+        new = new._replace(ema_params=_ema(decay, state.ema_params, params))
     correct = jnp.sum((jnp.argmax(logits, -1) == batch.labels) * batch.mask)
     metrics = {"loss": loss, "accuracy": correct / count, "grad_norm": optax.global_norm(grads)}
     return new, metrics
@@ -70,3 +68,16 @@ def eval_step(variables: dict[str, Any], batch: Batch, *, model: nn.Module) -> d
         "loss": jnp.sum(ce * batch.mask),
         "count": jnp.sum(batch.mask),
     }
+
+
+def batch_stats_step(variables: dict[str, Any], batch: Batch, *, model: nn.Module) -> Any:
+    """Each BN layer's batch mean and variance on one batch (train-mode forward, final weights).
+
+    BN updates ``r <- m r + (1 - m) b``; starting from r = 0 the update returns (1 - m) b.
+    """
+    zeros = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
+    _, updates = model.apply(
+        {"params": variables["params"], "batch_stats": zeros}, batch.images, train=True,
+        mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)},
+    )
+    return jax.tree.map(lambda r: r / (1.0 - BN_MOMENTUM), updates["batch_stats"])

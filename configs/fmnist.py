@@ -1,0 +1,41 @@
+"""Search configs on the Fashion-MNIST proxy (MnasNet space, fmnist setting), local CPU device.
+
+Variants:
+- main: the README's main job: lookup table, predictor, search with calibration and report
+  (<= 20 minutes on 2 CPU cores).
+- smoke: the whole chain in a few minutes with tiny training (CI).
+- long: a longer search for a machine with time to spare.
+"""
+
+import dataclasses
+
+from calibration.policy import CalibrationPolicy
+from mnas_jax.search.config import SearchConfig
+
+MAIN = SearchConfig(
+    name="fmnist-main",
+    steps=5,
+    batch_size=4,
+    predictor_archs=40,
+    calibration=CalibrationPolicy(every=2, n_best=1, n_uncertain=1, n_random=1),
+    train_preset="proxy",
+    train_steps=150,
+    train_limit=10_000,
+    val_limit=2_000,
+)
+
+VARIANTS = {
+    "main": MAIN,
+    "smoke": dataclasses.replace(
+        MAIN, name="fmnist-smoke", steps=2, batch_size=2, use_table=False, predictor_archs=8,
+        calibration=CalibrationPolicy(every=1, n_best=1, n_uncertain=1, n_random=0),
+        train_preset="smoke", train_steps=None, train_limit=None, val_limit=None,
+        report_top_k=1, baselines=("mobilenetv2-0.35",)),
+    "long": dataclasses.replace(MAIN, name="fmnist-long", steps=40, batch_size=8,
+                                predictor_archs=150, train_steps=300, train_limit=20_000,
+                                val_limit=5_000),
+}
+
+
+def get_config(variant: str = "main") -> SearchConfig:
+    return VARIANTS[variant]

@@ -1,0 +1,71 @@
+"""The search's configuration: a frozen dataclass, each default defined once. Config files are
+Python files with named variants (see configs/)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+from calibration.policy import CalibrationPolicy
+from mnas_jax.controller.ppo import PPOConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    name: str = "fmnist"
+    space: str = "mnasnet"
+    setting: str = "fmnist"
+    device: str = "local"
+    # reward: R = ACC * (LAT / T) ** w
+    reward: str = "soft"  # soft (-0.07, -0.07) | hard (0, -1)
+    target: str = "1.0x mobilenetv2"  # or milliseconds, e.g. "0.5ms"
+    screen_factor: float | None = 1.5  # candidates predicted above factor * T are not trained
+    # controller
+    steps: int = 6
+    batch_size: int = 4
+    ppo: PPOConfig = PPOConfig()
+    # latency model
+    use_table: bool = True  # lookup-table features (the table is built once per device)
+    predictor_archs: int = 40  # full architectures measured to fit the first predictor
+    calibration: CalibrationPolicy = CalibrationPolicy()
+    # children
+    train_preset: str = "proxy"
+    train_steps: int | None = None  # overrides the preset's step budget
+    train_limit: int | None = None
+    val_limit: int | None = None
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
+    # report
+    report_top_k: int = 3
+    baselines: tuple[str, ...] = ("mobilenetv2-0.35", "mobilenetv2-0.5", "mobilenetv2-0.75",
+                                  "mobilenetv2", "mobilenetv2-1.4")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor={self.executor!r}; use 'local' or 'ray'")
+        if self.predictor_archs < 5:
+            raise ValueError(f"predictor_archs={self.predictor_archs} is too few to fit; use >= 5")
+        if self.reward not in ("soft", "hard"):
+            raise ValueError(f"reward={self.reward!r}; use 'soft' or 'hard'")
+
+
+def load_config(path: str | Path, variant: str | None = None) -> SearchConfig:
+    """Run the config file's `get_config(variant)`; a missing file or variant is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"search config {str(path)!r} does not exist (see configs/)")
+    spec = importlib.util.spec_from_file_location(f"mnas_config_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} has no get_config(variant) function")
+    variants = getattr(module, "VARIANTS", None)
+    if variant is not None and variants is not None and variant not in variants:
+        raise ValueError(f"{path} has no variant {variant!r}; choose one of {list(variants)}")
+    config = module.get_config(variant) if variant is not None else module.get_config()
+    if not isinstance(config, SearchConfig):
+        raise ValueError(f"{path}: get_config returned {type(config).__name__}, not SearchConfig")
+    return config

@@ -1,0 +1,159 @@
+"""Predictors of a real device: sample architectures, measure what the store lacks (drift
+controlled, reference-relative), fit on the lookup table's features, evaluate on fresh archs.
+
+Latencies here are relative to the reference model (MobileNetV2 of the setting) measured beside
+each candidate: the unit that stays put while the device drifts. Milliseconds follow by
+multiplying with a reference median measured on the device.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from latency.lut import LatencyTable
+from latency.lut_build import build_table
+from latency.lut_space import space_layers
+from latency.session import DeviceSession, setting_of
+from latency.store import MeasurementStore
+from mnas_jax.space import ArchSpec, get_space, sample_tokens
+from predictor.baselines import Inputs, fit_baselines
+from predictor.metrics import report
+from predictor.model import LatencyPredictor, fit_predictor
+
+
+def table_file(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
+    return Path(workdir) / "tables" / f"{space}-{setting}-{device_id}.json"
+
+
+def predictor_dir(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
+    return Path(workdir) / "predictors" / f"{space}-{setting}-{device_id}"
+
+
+def ensure_table(session: DeviceSession, workdir: str | Path, space: str, setting: str,
+                 progress: bool = True) -> LatencyTable:
+    """The device's table for the setting: loaded if built, else built (resumable)."""
+    device_id = session.device.fingerprint().device_id
+    path = table_file(workdir, space, setting, device_id)
+    if path.exists():
+        return LatencyTable.load(path, space=space, setting=setting, device_id=device_id)
+    table = build_table(space_layers(space, setting), space=space, setting=setting,
+                        device=session.device, store=session.store,
+                        export_layer=session.exporter.layers, prefetch=True,
+                        reference_bytes=session.reference_bytes(setting), source=session.source,
+                        progress=progress)
+    table.save(path)
+    return table
+
+
+def sample_specs(space_name: str, setting: str, n: int, seed: int,
+                 exclude: set[str] = frozenset()) -> list[ArchSpec]:
+    """n distinct seeded samples whose ids are not in `exclude`."""
+    space = get_space(space_name, setting)
+    out: dict[str, ArchSpec] = {}
+    for tokens in sample_tokens(space.choices, seed, 4 * n + 16):
+        spec = space.decode(tokens)
+        if spec.arch_id not in exclude:
+            out.setdefault(spec.arch_id, spec)
+        if len(out) == n:
+            break
+    return list(out.values())
+
+
+def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
+    """arch_id -> newest reference-relative latency stored for this device."""
+    out: dict[str, float] = {}
+    for row in store.measurements(kind="arch", device_id=device_id):
+        rec = row.record
+        if rec.arch_id is not None and rec.relative is not None:
+            out[rec.arch_id] = rec.relative
+    return out
+
+
+def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh: bool = False,
+                     progress: bool = True) -> np.ndarray:
+    """Relative latency per spec; measures only what the store lacks unless `fresh`."""
+    device_id = session.device.fingerprint().device_id
+    have = {} if fresh else stored_relative(session.store, device_id)
+    todo = [s for s in specs if s.arch_id not in have]
+    if todo:
+        result = session.measure_archs(todo, progress=progress)
+        have.update({c.key: c.relative for c in result.candidates})
+    return np.array([have[s.arch_id] for s in specs])
+
+
+def fit_on_device(specs: Sequence[ArchSpec], relative: Sequence[float],
+                  table: LatencyTable | None, *, fingerprint: dict[str, Any], seed: int = 0,
+                  space_name: str = "mnasnet") -> LatencyPredictor:
+    """Fit on reference-relative latencies; with a table its relative entries are features."""
+    setting = setting_of(specs[0])
+    info = None if table is None else {"device_id": table.device_id, "space": table.space,
+                                       "setting": table.setting, "unit": "relative"}
+    return fit_predictor(list(specs), relative, space_name=space_name, setting=setting,
+                         table=None if table is None else table.entries_relative,
+                         ids=[s.arch_id for s in specs], unit="relative",
+                         device_fingerprint=fingerprint, table_info=info, seed=seed)
+
+
+def evaluate(pred: LatencyPredictor, specs: Sequence[ArchSpec], measured: Sequence[float]
+             ) -> dict[str, Any]:
+    """Predictor and every baseline (fitted on the predictor's training data) on fresh archs."""
+    space = get_space(pred.space, pred.setting)
+    y = np.asarray(measured, float)
+    value, unc = pred.predict(list(specs))
+    test = Inputs(pred.features(list(specs)), pred.feature_names,
+                  np.array([space.encode(s) for s in specs]), tuple(space.choices))
+    train = Inputs(pred.train_x, pred.feature_names)
+    methods = {"predictor": report(value, y)}
+    predictions = {"predictor": np.asarray(value)}
+    for name, base in fit_baselines(train, pred.train_y).items():
+        predictions[name] = np.asarray(base.predict(test))
+        methods[name] = report(predictions[name], y)
+    return {"methods": methods, "n_test": len(y), "n_train": int(len(pred.train_y)),
+            "coverage_1sd": float(np.mean(np.abs(np.asarray(value) - y) <= np.asarray(unc))),
+            "predictions": {k: v.tolist() for k, v in predictions.items()},
+            "measured": y.tolist(), "arch_ids": [s.arch_id for s in specs]}
+
+
+class TransferPredictor:
+    """Device B from device A's predictor and k measurements on B:
+    log y_B = c0 + c1 log pred_A(x), least squares on the k points (a scale and a curvature the
+    other device's profile needs), residual spread as the uncertainty."""
+
+    unit = "relative"
+
+    def __init__(self, base: LatencyPredictor, coef: tuple[float, float], resid_sd: float,
+                 fingerprint: dict[str, Any] | None = None) -> None:
+        self.base, self.coef, self.resid_sd, self.fingerprint = base, coef, resid_sd, fingerprint
+
+    @classmethod
+    def fit(cls, base: LatencyPredictor, specs: Sequence[ArchSpec], y: Sequence[float],
+            fingerprint: dict[str, Any] | None = None) -> TransferPredictor:
+        if len(specs) < 2:
+            raise ValueError(f"transfer needs >= 2 measurements on the new device, got {len(specs)}")
+        a = np.log(np.asarray(base.predict(list(specs))[0]))
+        b = np.log(np.asarray(y, float))
+        if len(specs) < 5:  # too few points for a slope: scale only
+            c1 = 1.0
+            c0 = float(np.mean(b - a))
+        else:
+            c1, c0 = (float(v) for v in np.polyfit(a, b, 1))
+        resid = b - (c0 + c1 * a)
+        return cls(base, (c0, c1), float(np.std(resid, ddof=1)) if len(b) > 2 else 0.0,
+                   fingerprint)
+
+    def predict(self, specs: Sequence[ArchSpec]) -> tuple[np.ndarray, np.ndarray]:
+        a = np.log(np.asarray(self.base.predict(list(specs))[0]))
+        value = np.exp(self.coef[0] + self.coef[1] * a)
+        return value, value * self.resid_sd
+
+    def save(self, directory: str | Path, base_dir: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "transfer.json").write_text(json.dumps({
+            "kind": "transfer", "base": str(Path(base_dir).resolve()), "coef": self.coef,
+            "resid_sd": self.resid_sd, "fingerprint": self.fingerprint}, indent=1))
+        return directory
