@@ -6,11 +6,12 @@
   (the last 1,000 archs of the seed's permutation, never used for fitting or tuning: the
   predictor picks its hyperparameters by CV inside the training rows). Also the scoring
   throughput of the fitted predictor on fresh token batches.
-- `local`, `transfer` (local device, MnasNet imagenet; new device from k measurements) plug in as
-  further functions in SECTIONS.
+- `local`, `transfer`: the local device on the MnasNet imagenet setting, and a new device from
+  k measurements (see benchmarks/predictor_local.py).
 
 Usage (from the repository root):
     python -m benchmarks.predictor_accuracy --section pixel2 [--seeds 5] [--out DIR]
+    python -m benchmarks.predictor_accuracy --section local,transfer [--n-train 300] [--n-test 200]
 Writes <out>/pixel2.json and <out>/pixel2.png and prints a table.
 """
 
@@ -192,31 +193,66 @@ def _run_pixel2(args: argparse.Namespace) -> dict[str, Any]:
     return section_pixel2(args.out, args.seeds, args.sizes, args.data)
 
 
+def _run_local(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.predictor_local import section_local
+
+    return section_local(args.out, args.workdir, args.n_train, args.n_test)
+
+
+def _run_transfer(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.predictor_local import section_transfer
+
+    return section_transfer(args.out, args.workdir, args.n_train, args.n_test)
+
+
+def _print_local(result: dict[str, Any]) -> None:
+    from benchmarks.predictor_local import print_local
+
+    print_local(result)
+
+
+def _print_transfer(result: dict[str, Any]) -> None:
+    from benchmarks.predictor_local import print_transfer
+
+    print_transfer(result)
+
+
 # name -> (run from the parsed arguments, print the result)
 SECTIONS: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]],
                           Callable[[dict[str, Any]], None]]] = {
     "pixel2": (_run_pixel2, print_pixel2),
+    "local": (_run_local, _print_local),
+    "transfer": (_run_transfer, _print_transfer),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", required=True, choices=sorted(SECTIONS))
+    parser.add_argument("--section", required=True,
+                        help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")),
                         default=PIXEL2_SIZES, help="comma-separated training sizes (pixel2)")
     parser.add_argument("--data", type=pathlib.Path, default=None, help="Pixel 2 CSV")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    parser.add_argument("--workdir", type=pathlib.Path, default=ROOT / "runs" / "predictor-bench",
+                        help="store, table and cache of the local/transfer sections (resumable)")
+    parser.add_argument("--n-train", type=int, default=300, help="training archs (local)")
+    parser.add_argument("--n-test", type=int, default=200, help="held-out archs (local, transfer)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    unknown = [s for s in args.section.split(",") if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    run, show = SECTIONS[args.section]
-    result = run(args)
-    (args.out / f"{args.section}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
-    show(result)
-    print(f"wrote {args.out / (args.section + '.json')} and {args.out / (args.section + '.png')}")
+    for section in args.section.split(","):
+        run, show = SECTIONS[section]
+        result = run(args)
+        (args.out / f"{section}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+        show(result)
+        print(f"wrote {args.out / (section + '.json')} and its plots in {args.out}")
     return 0
 
 

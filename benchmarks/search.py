@@ -3,11 +3,14 @@
 (a) Synthetic reward with a known optimum on the MnasNet-shaped decision structure
     ((4, 2, 2, 3, 3, 3) x 7 = 42 decisions, 432^7 ~ 2.8e18 sequences): PPO vs random search vs
     regularised evolution, samples until the optimum is sampled and best reward within a budget.
-(b), (c) come later (soft vs hard reward with the real predictor; end to end on Fashion-MNIST).
+(b) Soft vs hard reward with a real latency predictor and a stand-in accuracy (see
+    benchmarks/search_reward.py): the latency distribution of the sampled architectures.
+(c) comes later (end to end on Fashion-MNIST).
 
 Usage (from the repository root):
     python -m benchmarks.search --part a [--out benchmarks/reports/search] [--seeds 5]
-Writes <out>/part_a.json and <out>/part_a.png and prints a table.
+    python -m benchmarks.search --part b --predictor DIR [--steps 150] [--batch-size 8] [--seeds 3]
+Writes <out>/part_<x>.json and <out>/part_<x>.png and prints a table.
 """
 
 from __future__ import annotations
@@ -230,31 +233,81 @@ def _ppo_beats_random(summary: dict[str, dict[str, Any]]) -> bool:
     return ppo["samples_to_optimum_median"] < rnd["samples_to_optimum_median"]
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"a": part_a}
+def part_b(args: argparse.Namespace) -> dict[str, Any]:
+    """Soft vs hard reward with a real predictor (benchmarks/search_reward.py)."""
+    from benchmarks.search_reward import part_b as run
+
+    return run(args)
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"a": part_a, "b": part_b}
+# options whose default depends on the part (None on the command line means "the part's default")
+PART_DEFAULTS: dict[str, dict[str, int]] = {
+    "a": {"seeds": 5, "batch_size": 16},
+    "b": {"seeds": 3, "batch_size": 8},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmarks.search_reward import ACC_FORMS, PPO_LEARNING_RATE
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=sorted(PARTS), default="a", help="which benchmark to run")
     p.add_argument("--out", default="benchmarks/reports/search", help="report directory")
-    p.add_argument("--seeds", type=int, default=5, help="problems/searcher seeds per method")
-    p.add_argument("--budget", type=int, default=2000, help="samples per run")
-    p.add_argument("--batch-size", type=int, default=16, help="samples per ask/tell step")
-    p.add_argument("--noise", type=float, default=0.0,
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per method (default: 5 for a, 3 for b)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per ask/tell step (default: 16 for a, 8 for b)")
+    a = p.add_argument_group("part a (synthetic reward)")
+    a.add_argument("--budget", type=int, default=2000, help="samples per run")
+    a.add_argument("--noise", type=float, default=0.0,
                    help="std of Gaussian noise on the reward the searchers see")
-    p.add_argument("--population", type=int, default=32, help="evolution population size P")
-    p.add_argument("--tournament", type=int, default=8, help="evolution tournament size S")
+    a.add_argument("--population", type=int, default=32, help="evolution population size P")
+    a.add_argument("--tournament", type=int, default=8, help="evolution tournament size S")
+    b = p.add_argument_group("part b (soft vs hard reward)")
+    b.add_argument("--predictor", default=None,
+                   help="predictor directory written by save_predictor (e.g. runs/predictor-"
+                        "bench/predictors/<dir> or <search workdir>/predictors/<run>)")
+    b.add_argument("--table", default=None,
+                   help="lookup table JSON of a predictor fitted with one (default: "
+                        "<workdir>/tables/<space>-<setting>-<device>.json beside the predictor)")
+    b.add_argument("--target", type=float, default=None,
+                   help="target T in the predictor's unit (relative to MobileNetV2 for device "
+                        "fits; default: median predicted latency of --uniform uniform samples)")
+    b.add_argument("--uniform", type=int, default=200,
+                   help="uniform samples for the default T and the stand-in's MAC scale")
+    b.add_argument("--steps", type=int, default=150, help="PPO steps per search")
+    b.add_argument("--acc-form", choices=ACC_FORMS, default=ACC_FORMS[0],
+                   help="stand-in accuracy ACC = 0.95 - DROP * g(MACs / M0) + noise, M0 the "
+                        "median MACs: g(x) = x ** -0.5 ('power') or exp(-x) ('exp')")
+    b.add_argument("--acc-drop", type=float, default=None,
+                   help="DROP of the stand-in (default: such that 2x latency buys +5%% ACC at "
+                        "M0, the premise of the soft exponent)")
+    b.add_argument("--acc-eval-noise", type=float, default=None,
+                   help="std of the stand-in's per-evaluation (training) noise (default: "
+                        "StandInAccuracy's, 0.005; 0 for none)")
+    b.add_argument("--learning-rate", type=float, default=None,
+                   help=f"PPO learning rate (default: {PPO_LEARNING_RATE:g})")
+    b.add_argument("--advantage-norm", default=None,
+                   help="PPO advantage normalisation, one of PPOConfig's (default: PPOConfig's, "
+                        "'mean_std')")
+    b.add_argument("--entropy-coef", type=float, default=None,
+                   help="PPO entropy bonus (default: PPOConfig's)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
-    if args.seeds < 1 or args.budget < 4 or args.batch_size < 1:
-        raise SystemExit("--seeds must be >= 1, --budget >= 4 and --batch-size >= 1")
+    for name, default in PART_DEFAULTS[args.part].items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.seeds < 1 or args.budget < 4 or args.batch_size < 1 or args.steps < 2:
+        raise SystemExit("--seeds must be >= 1, --budget >= 4, --batch-size >= 1, --steps >= 2")
     report = PARTS[args.part](args)
     log.info("report written to %s", args.out)
-    return 0 if report.get("ppo_fewer_samples_than_random", True) else 1
+    ok = report.get("ppo_fewer_samples_than_random", True)
+    return 0 if ok and report.get("acceptance", {}).get("accepted", True) else 1
 
 
 if __name__ == "__main__":

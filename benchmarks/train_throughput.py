@@ -19,7 +19,6 @@ PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``), never a 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -28,7 +27,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,33 +54,6 @@ BATCH = 128
 # Flax side
 
 
-@contextlib.contextmanager
-def fast_dense_convs(enabled: bool) -> Iterator[None]:
-    """Trace flax nn.Conv with mnas_jax's fast_conv_general_dilated (same parameters).
-
-    Stands in for passing ``conv_general_dilated=fast_conv_general_dilated`` to the nn.Conv of
-    the model's ConvBN, until the model code does so itself.
-    """
-    import flax.linen.linear as flax_linear
-
-    if not enabled:
-        yield
-        return
-    real = flax_linear.lax
-
-    class _Lax:
-        conv_general_dilated = staticmethod(dw_module.fast_conv_general_dilated)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real, name)
-
-    flax_linear.lax = _Lax()
-    try:
-        yield
-    finally:
-        flax_linear.lax = real
-
-
 @dataclasses.dataclass
 class FlaxRunner:
     """A compiled training step and its state for one (spec, impl, fast-conv) variant."""
@@ -101,19 +73,18 @@ class FlaxRunner:
         return time.perf_counter() - start
 
 
-def build_flax(spec: ArchSpec, impl: DepthwiseImpl, fast_conv: bool, data: DataSource) -> FlaxRunner:
+def build_flax(spec: ArchSpec, impl: DepthwiseImpl, data: DataSource) -> FlaxRunner:
     """Compile a child exactly as training does (mnas_jax.train.loop.compile_child)."""
     config = dataclasses.replace(paper(), batch_size=BATCH)
     placement = make_placement()
     model = build_model(spec, impl)
     tx = make_optimizer(config, steps_per_epoch=390, total_steps=390 * 350)
     key = jax.random.key(1)
-    with fast_dense_convs(fast_conv):
-        start = time.perf_counter()
-        variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=0), placement.replicated)
-        compiled = compile_child(model, tx, config, spec, variables, data, placement, key)
-        state = compiled.make_state(variables)
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=0), placement.replicated)
+    compiled = compile_child(model, tx, config, spec, variables, data, placement, key)
+    state = compiled.make_state(variables)
+    seconds = time.perf_counter() - start
     batch = put_sharded(next(data.train_batches(BATCH, seed=0, epoch=0)), placement.data)
     runner = FlaxRunner(compiled.train, state, batch, key, seconds)
     runner.run(1)  # first run allocates buffers
@@ -279,12 +250,12 @@ def depthwise_timings(shapes: list[tuple[int, int, int, int]], rounds: int) -> l
     return rows
 
 
-def child_compile_seconds(n: int, impl: DepthwiseImpl, fast_conv: bool, data: DataSource) -> list[dict[str, Any]]:
+def child_compile_seconds(n: int, impl: DepthwiseImpl, data: DataSource) -> list[dict[str, Any]]:
     space = get_space("mnasnet", "fmnist")
     rows = []
     for tokens in sample_tokens(space.choices, seed=123, n=n):
         spec = space.decode(tokens)
-        runner = build_flax(spec, impl, fast_conv, data)
+        runner = build_flax(spec, impl, data)
         rows.append({"arch_id": spec.arch_id, "compile_seconds": runner.compile_seconds})
         log.info("child %s compiles in %.1f s", spec.arch_id, runner.compile_seconds)
     return rows
@@ -296,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="training steps per round and runner")
     parser.add_argument("--children", type=int, default=2, help="random children for compile times")
-    parser.add_argument("--variants", default="xla,shift,shift+fastconv",
-                        help="Flax variants: depthwise impl, '+fastconv' for the dense-conv fast path")
+    parser.add_argument("--variants", default="xla,shift",
+                        help="Flax variants: xla (feature_group_count depthwise, XLA gradients) and "
+                             "shift (the CPU training path: shift-and-add depthwise, dense convs "
+                             "with matrix-product gradients)")
     parser.add_argument("--depthwise", action=argparse.BooleanOptionalAction, default=True,
                         help="also time one depthwise conv (fwd+bwd) per shape of the models, xla vs shift")
     parser.add_argument("--out", type=Path, default=REPORTS)
@@ -313,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         runners: dict[str, Callable[[int], float]] = {}
         compile_s: dict[str, float] = {}
         for variant in args.variants.split(","):
-            impl, _, extra = variant.partition("+")
-            runner = build_flax(spec, DepthwiseImpl(impl), extra == "fastconv", data)
+            runner = build_flax(spec, DepthwiseImpl(variant), data)
             runners[f"flax {variant}"] = runner.run
             compile_s[f"flax {variant}"] = runner.compile_seconds
             log.info("%s flax %s: compile %.1f s", name, variant, runner.compile_seconds)
@@ -332,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [reference(name, setting="fmnist") for name in args.models.split(",")]
         results["depthwise"] = depthwise_timings(depthwise_shapes(specs), args.rounds)
     best = args.variants.split(",")[-1]
-    impl, _, extra = best.partition("+")
-    results["children_compile"] = child_compile_seconds(args.children, DepthwiseImpl(impl), extra == "fastconv", data)
+    results["children_compile"] = child_compile_seconds(args.children, DepthwiseImpl(best), data)
     results["environment"] = {
         "jax": jax.__version__,
         "cpu_count": os.cpu_count(),

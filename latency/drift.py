@@ -4,10 +4,19 @@ This machine (and phones: thermal state, governors) speeds up and slows down as 
 same model's median moves by ~4% over minutes but <1% over 1.5 s. Measuring R C1 R C2 ... Cn R
 and dividing each candidate's median by the mean of the two reference medians beside it gives
 a ratio that stays put. The reference's own series is the device's drift record.
+
+What is left is the spread of one measurement itself: the same model timed back to back with a
+fresh interpreter differs by ~1% here (memory layout, caches), so one ratio of two such
+measurements moves by ~1.5% between passes. `combine_rounds` averages that down: k rounds of
+R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the geometric mean of
+each candidate's k ratios; every round is stored as measured.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +109,56 @@ def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], refe
     candidates = tuple(CandidateResult(key, model_hash(model), m, ref, rel)
                        for (key, model), m, (ref, rel) in zip(items, found, pairs))
     return InterleavedResult(candidates, tuple(refs), model_hash(reference))
+
+
+def combine_rounds(rounds: Sequence[InterleavedResult]) -> InterleavedResult:
+    """One result from several rounds over the same candidates: per candidate the geometric mean
+    of its relative latencies and of its reference medians, the median of its medians, the min
+    of its mins, all runs counted; the references of every round in order (the drift record)."""
+    if not rounds:
+        raise ValueError("combine_rounds needs at least one round")
+    keys = [c.key for c in rounds[0].candidates]
+    by_round = [r.by_key() for r in rounds]
+    if any(sorted(b) != sorted(keys) for b in by_round):
+        raise ValueError("rounds measured different candidates")
+    if len(rounds) == 1:
+        return rounds[0]
+
+    def gmean(values: Sequence[float]) -> float:
+        return math.exp(sum(math.log(v) for v in values) / len(values))
+
+    out = []
+    for key in keys:
+        cs = [b[key] for b in by_round]
+        ms = [c.measurement for c in cs]
+        merged = dataclasses.replace(
+            ms[0], median_ms=statistics.median(m.median_ms for m in ms),
+            min_ms=min(m.min_ms for m in ms), iqr_ms=statistics.median(m.iqr_ms for m in ms),
+            cv=statistics.median(m.cv for m in ms), runs=sum(m.runs for m in ms),
+            seconds=sum(m.seconds for m in ms), retries=sum(m.retries for m in ms))
+        out.append(CandidateResult(key, cs[0].model_hash, merged,
+                                   gmean([c.reference_ms for c in cs]),
+                                   gmean([c.relative for c in cs])))
+    refs = tuple(p for r in rounds for p in r.reference)
+    return InterleavedResult(tuple(out), refs, rounds[0].reference_hash)
+
+
+def measure_rounds(device: Device, items: Sequence[tuple[str, bytes]], reference: bytes,
+                   protocol: MeasureProtocol, rounds: int, progress: bool = False,
+                   on_round: Callable[[InterleavedResult], None] | None = None
+                   ) -> InterleavedResult:
+    """`rounds` interleaved passes (odd ones in reverse order), combined; `on_round` sees (and
+    typically stores) each pass as soon as it is measured."""
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: use 1 or more")
+    results = []
+    for r in range(rounds):
+        order = list(items) if r % 2 == 0 else list(reversed(items))
+        result = measure_interleaved(device, order, reference, protocol, progress=progress)
+        if on_round is not None:
+            on_round(result)
+        results.append(result)
+    return combine_rounds(results)
 
 
 def interleaved_records(result: InterleavedResult, protocol: MeasureProtocol, *, session: str,

@@ -14,7 +14,7 @@ from pathlib import Path
 from latency.devices import open_device
 from latency.devices.base import Device
 from latency.devices.local import LocalDevice
-from latency.drift import InterleavedResult, interleaved_records, measure_interleaved
+from latency.drift import InterleavedResult, interleaved_records, measure_rounds
 from latency.prefetch import PrefetchExporter, split_cores
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementStore, new_session_id
@@ -43,22 +43,25 @@ class DeviceSession:
     exporter: PrefetchExporter
     source: str
     protocol: MeasureProtocol = MeasureProtocol()
+    rounds: int = 2  # interleaved rounds per measurement of a set of archs (drift.measure_rounds)
 
     @classmethod
-    def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None
-             ) -> DeviceSession:
+    def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None,
+             rounds: int = 2) -> DeviceSession:
         workdir = Path(workdir)
         device = open_device(device_spec)
         convert_cores = None
         if isinstance(device, LocalDevice):
             measure_core, convert_cores = split_cores(device.core)
-            if device.core is None and measure_core is not None:
+            if device.threads > 1 and device.core is None:
+                convert_cores = None  # a multi-threaded device takes every core: no pinning
+            elif device.core is None and measure_core is not None:
                 device = LocalDevice(threads=device.threads, xnnpack=device.xnnpack,
                                      core=measure_core)
         store = MeasurementStore.in_workdir(workdir)
         exporter = PrefetchExporter(workdir / "cache" / "tflite", convert_cores)
         return cls(device, store, exporter, device_spec.split(":")[0],
-                   protocol or MeasureProtocol())
+                   protocol or MeasureProtocol(), rounds)
 
     def close(self) -> None:
         self.exporter.close()
@@ -74,8 +77,10 @@ class DeviceSession:
         return next(self.exporter.archs([reference(REFERENCE, setting)]))
 
     def measure_archs(self, specs: Sequence[ArchSpec], *, progress: bool = False,
-                      kind: str = "arch") -> InterleavedResult:
-        """Measure R A1 R A2 ... R (reference = MobileNetV2 of the setting); store every row."""
+                      kind: str = "arch", rounds: int | None = None) -> InterleavedResult:
+        """Measure R A1 R A2 ... R (reference = MobileNetV2 of the setting) `rounds` times
+        (default: the session's); store every row of every round; return the rounds combined
+        (see latency.drift.combine_rounds)."""
         settings = {setting_of(s) for s in specs}
         if len(settings) != 1:
             raise ValueError(f"architectures of several settings {sorted(settings)}: measure "
@@ -83,11 +88,15 @@ class DeviceSession:
         unique = list({s.arch_id: s for s in specs}.values())
         ref = self.reference_bytes(settings.pop())
         items = list(zip([s.arch_id for s in unique], self.exporter.archs(unique)))
-        result = measure_interleaved(self.device, items, ref, self.protocol, progress=progress)
-        records = interleaved_records(
-            result, self.protocol, session=new_session_id(), source=self.source, kind=kind,
-            reference_key=REFERENCE,
-            arch_info={s.arch_id: (s.arch_id, s.to_json()) for s in unique})
-        for r in records:
-            self.store.append(r)
-        return result
+        info = {s.arch_id: (s.arch_id, s.to_json()) for s in unique}
+        session_id = new_session_id()
+
+        def store_round(result: InterleavedResult) -> None:
+            for r in interleaved_records(result, self.protocol, session=session_id,
+                                         source=self.source, kind=kind, reference_key=REFERENCE,
+                                         arch_info=info):
+                self.store.append(r)
+
+        return measure_rounds(self.device, items, ref, self.protocol,
+                              self.rounds if rounds is None else rounds, progress=progress,
+                              on_round=store_round)

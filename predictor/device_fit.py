@@ -64,13 +64,14 @@ def sample_specs(space_name: str, setting: str, n: int, seed: int,
 
 
 def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
-    """arch_id -> newest reference-relative latency stored for this device."""
-    out: dict[str, float] = {}
+    """arch_id -> geometric mean of every reference-relative latency stored for this device
+    (each round of each measurement is a row; more rows, less noise)."""
+    logs: dict[str, list[float]] = {}
     for row in store.measurements(kind="arch", device_id=device_id):
         rec = row.record
-        if rec.arch_id is not None and rec.relative is not None:
-            out[rec.arch_id] = rec.relative
-    return out
+        if rec.arch_id is not None and rec.relative is not None and rec.relative > 0:
+            logs.setdefault(rec.arch_id, []).append(float(np.log(rec.relative)))
+    return {k: float(np.exp(np.mean(v))) for k, v in logs.items()}
 
 
 def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh: bool = False,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the project with its test extras and runs the default (fast) test suite.
-# pytest's exit code 5 ("no tests collected") is a failure here, as it is in CI.
+# Installs the project with its test extras (and the dataset) and runs the default test suite
+# (everything not marked slow). pytest's exit code 5 ("no tests collected") fails here, as in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet -e ".[dev]"
+bash scripts/install.sh dev
 python -m pytest -q "$@"

@@ -100,3 +100,33 @@ def test_fast_dense_conv_drops_into_flax_conv() -> None:
     plain, fast = nn.Conv(4, (3, 3), padding="SAME"), nn.Conv(4, (3, 3), padding="SAME", conv_general_dilated=fast_conv_general_dilated)
     params = plain.init(jax.random.key(1), x)
     np.testing.assert_allclose(fast.apply(params, x), plain.apply(params, x), **TOL)
+
+
+def test_whole_model_shift_path_equals_xla_path() -> None:
+    """The CPU training path (shift depthwise + matrix-product conv gradients) and the standard
+    one give the same logits and parameter gradients, with the same parameter tree: a small net
+    with every layer kind (regular conv with a pooling shortcut, MBConv + SE + identity, sepconv)."""
+    from mnas_jax.models import build_model, init_variables
+    from mnas_jax.space import ArchSpec, BlockSpec
+
+    spec = ArchSpec(blocks=(BlockSpec("conv", 3, 1, 0.0, "pool", 12, 1, 2),
+                            BlockSpec("mbconv", 5, 3, 0.25, "identity", 12, 2, 1),
+                            BlockSpec("sepconv", 3, 1, 0.0, "none", 16, 1, 2)),
+                    input_size=32, input_channels=1, num_classes=10, stem_channels=8,
+                    stem_stride=1, head_channels=32)
+    xla, shift = build_model(spec, DepthwiseImpl.XLA), build_model(spec, DepthwiseImpl.SHIFT)
+    variables = init_variables(xla, (1, 32, 32, 1), seed=0)
+    assert jax.tree.structure(variables) == jax.tree.structure(init_variables(shift, (1, 32, 32, 1), seed=0))
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 1))
+
+    def loss(params, model):
+        out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.key(2)})
+        return jnp.sum(out**2), out
+
+    (la, oa), ga = jax.value_and_grad(loss, has_aux=True)(variables["params"], xla)
+    (lb, ob), gb = jax.value_and_grad(loss, has_aux=True)(variables["params"], shift)
+    np.testing.assert_allclose(ob, oa, rtol=1e-4, atol=1e-4)
+    scale = max(float(jnp.abs(a).max()) for a in jax.tree.leaves(ga))  # float noise is relative to it
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-4 * scale)

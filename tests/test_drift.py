@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from conftest_latency import tflite_models  # noqa: F401 (fixture)
 
 from latency.devices.local import LocalDevice
-from latency.drift import interleaved_records, measure_interleaved, relative_latencies
+from latency.drift import (combine_rounds, interleaved_records, measure_interleaved, measure_rounds,
+                           relative_latencies)
 from latency.measurement import Fingerprint, Measurement, model_hash
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementStore
@@ -85,3 +88,25 @@ def test_interleaved_rows_in_the_store(tflite_models, tmp_path):
     assert rows[1].relative == pytest.approx(result.by_key()["arch-1"].relative)
     assert rows[3].reference_ms == pytest.approx(result.by_key()["arch-2"].reference_ms)
     assert rows[0].relative is None and rows[0].model_hash == result.reference_hash
+
+
+def test_measure_rounds_alternates_order_and_combines_geometrically(tflite_models):
+    device = Recording(LocalDevice())
+    items = [("tiny", tflite_models["tiny"]), ("small", tflite_models["small"])]
+    seen = []
+    result = measure_rounds(device, items, tflite_models["medium"], FAST, rounds=3, on_round=seen.append)
+    h = {name: model_hash(b) for name, b in tflite_models.items()}
+    r, t, s = h["medium"], h["tiny"], h["small"]
+    assert device.order == [r, t, r, s, r] + [r, s, r, t, r] + [r, t, r, s, r]
+    assert len(seen) == 3 and len(result.reference) == 9
+    for key in ("tiny", "small"):
+        rels = [x.by_key()[key].relative for x in seen]
+        c = result.by_key()[key]
+        assert c.relative == pytest.approx(math.prod(rels) ** (1 / 3))
+        assert c.measurement.runs == sum(x.by_key()[key].measurement.runs for x in seen)
+        assert c.measurement.min_ms == min(x.by_key()[key].measurement.min_ms for x in seen)
+    assert combine_rounds(seen[:1]) is seen[0]
+    with pytest.raises(ValueError, match="rounds=0"):
+        measure_rounds(device, items, tflite_models["medium"], FAST, rounds=0)
+    with pytest.raises(ValueError, match="different candidates"):
+        combine_rounds([seen[0], measure_interleaved(LocalDevice(), items[:1], tflite_models["medium"], FAST)])

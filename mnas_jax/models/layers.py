@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnas_jax.models.depthwise import DepthwiseConv, DepthwiseImpl
+from mnas_jax.models.depthwise import DepthwiseConv, DepthwiseImpl, fast_conv_general_dilated
 
 Act = Callable[[jax.Array], jax.Array]
 BN_MOMENTUM = 0.99
@@ -23,19 +23,23 @@ def _bn(train: bool, name: str | None = None) -> nn.BatchNorm:
 
 
 class ConvBN(nn.Module):
-    """KxK conv (no bias) + BN + optional activation."""
+    """KxK conv (no bias) + BN + optional activation. With the CPU training implementation
+    (`impl` SHIFT) a plain conv takes CPU-friendly gradients (same parameters and outputs)."""
 
     features: int
     kernel: int
     stride: int = 1
     groups: int = 1
     act: Act | None = None
+    impl: DepthwiseImpl = DepthwiseImpl.XLA
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        fast = self.impl is DepthwiseImpl.SHIFT and self.groups == 1
+        conv_fn = {"conv_general_dilated": fast_conv_general_dilated} if fast else {}
         x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                     padding="SAME", feature_group_count=self.groups, use_bias=False,
-                    kernel_init=_conv_init, name="conv")(x)
+                    kernel_init=_conv_init, name="conv", **conv_fn)(x)
         x = _bn(train, "bn")(x)
         return self.act(x) if self.act is not None else x
 
@@ -81,6 +85,7 @@ class Shortcut(nn.Module):
 
     features: int
     stride: int
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -88,7 +93,7 @@ class Shortcut(nn.Module):
             s = self.stride
             x = nn.avg_pool(x, (s, s), (s, s), padding="SAME", count_include_pad=False)
         if x.shape[-1] != self.features:
-            x = ConvBN(self.features, 1, name="proj")(x, train)
+            x = ConvBN(self.features, 1, impl=self.dw_impl, name="proj")(x, train)
         return x
 
 
@@ -114,10 +119,12 @@ class RegularConv(nn.Module):
     stride: int
     se_reduced: int
     act: Act
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = ConvBN(self.features, self.kernel, self.stride, act=self.act, name="conv_bn")(x, train)
+        x = ConvBN(self.features, self.kernel, self.stride, act=self.act, impl=self.dw_impl,
+                   name="conv_bn")(x, train)
         if self.se_reduced:
             x = SqueezeExcite(self.se_reduced, name="se")(x)
         return x
@@ -136,7 +143,7 @@ class SepConv(nn.Module):
         x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
         if self.se_reduced:
             x = SqueezeExcite(self.se_reduced, name="se")(x)
-        return ConvBN(self.features, 1, name="pw")(x, train)
+        return ConvBN(self.features, 1, impl=self.dw_impl, name="pw")(x, train)
 
 
 class MBConv(nn.Module):
@@ -157,13 +164,13 @@ class MBConv(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         mid = x.shape[-1] * self.expansion
         if self.expansion > 1 or self.always_expand:
-            x = ConvBN(mid, 1, groups=self.groups, act=self.act, name="expand")(x, train)
+            x = ConvBN(mid, 1, groups=self.groups, act=self.act, impl=self.dw_impl, name="expand")(x, train)
             if self.groups > 1:
                 x = channel_shuffle(x, self.groups)
         x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
         if self.se_reduced:
             x = SqueezeExcite(self.se_reduced, name="se")(x)
-        return ConvBN(self.features, 1, groups=self.groups, name="project")(x, train)
+        return ConvBN(self.features, 1, groups=self.groups, impl=self.dw_impl, name="project")(x, train)
 
 
 class FBNetSkip(nn.Module):
@@ -172,9 +179,11 @@ class FBNetSkip(nn.Module):
     features: int
     stride: int
     act: Act
+    dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         if self.stride == 1 and x.shape[-1] == self.features:
             return x
-        return ConvBN(self.features, 1, self.stride, act=self.act, name="conv_bn")(x, train)
+        return ConvBN(self.features, 1, self.stride, act=self.act, impl=self.dw_impl,
+                      name="conv_bn")(x, train)

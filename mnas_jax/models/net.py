@@ -20,17 +20,17 @@ def build_layer(layer: LayerSpec, dw_impl: DepthwiseImpl, name: str) -> nn.Modul
     act = ACTIVATIONS[layer.activation]
     k, s, out, se = layer.kernel, layer.stride, layer.out_channels, layer.se_channels
     if layer.op is Op.CONV:
-        body: nn.Module = RegularConv(out, k, s, se, act, parent=None)
+        body: nn.Module = RegularConv(out, k, s, se, act, dw_impl, parent=None)
     elif layer.op is Op.SEPCONV:
         body = SepConv(out, k, s, se, act, dw_impl, parent=None)
     elif layer.op in (Op.MBCONV, Op.IR):
         body = MBConv(out, k, s, layer.expansion, se, act, layer.groups,
                       always_expand=layer.op is Op.IR, dw_impl=dw_impl, parent=None)
     elif layer.op is Op.SKIP:
-        body = FBNetSkip(out, s, act, parent=None)
+        body = FBNetSkip(out, s, act, dw_impl, parent=None)
     else:
         raise ValueError(f"op {layer.op.value!r} is not a searchable layer")
-    shortcut = Shortcut(out, s, parent=None) if layer.skip is Skip.POOL else None
+    shortcut = Shortcut(out, s, dw_impl, parent=None) if layer.skip is Skip.POOL else None
     return Residual(body, identity=layer.skip is Skip.IDENTITY, pool_shortcut=shortcut, name=name)
 
 
@@ -46,11 +46,12 @@ class Net(nn.Module):
         act = ACTIVATIONS[self.spec.activation]
         has_head = self.spec.head_channels > 0
         stem, body = layers[0], layers[1:-3] if has_head else layers[1:-2]
-        x = ConvBN(stem.out_channels, stem.kernel, stem.stride, act=act, name="stem")(x, train)
+        x = ConvBN(stem.out_channels, stem.kernel, stem.stride, act=act, impl=self.dw_impl,
+                   name="stem")(x, train)
         for i, layer in enumerate(body):
             x = build_layer(layer, self.dw_impl, f"layer{i}")(x, train)
         if has_head:
-            x = ConvBN(self.spec.head_channels, 1, act=act, name="head")(x, train)
+            x = ConvBN(self.spec.head_channels, 1, act=act, impl=self.dw_impl, name="head")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.spec.dropout, deterministic=not train)(x)
         x = nn.Dense(self.spec.num_classes, name="classifier")(x)

@@ -202,6 +202,9 @@ def write_report(config: SearchConfig, run_id: str, workdir: Path, session: Devi
                          "dominated_by": dominated_by})
     any_dom = any(v["dominates"] for v in verdicts)
     front_idx = pareto_front([(f["latency"], f["accuracy"]) for f in found])
+    measured_by_id = {c["arch_id"]: c["measured"] for r in rounds for c in r.get("candidates", [])}
+    samples = [{**s, "measured_latency": measured_by_id.get(s["arch_id"], s["measured_latency"])}
+               for s in samples]
     write_samples(samples, out)
     plot_search(samples, out, target=target, unit="x mobilenetv2",
                 front=sorted((found[i] for i in front_idx), key=lambda f: f["latency"]),

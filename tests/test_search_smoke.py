@@ -1,0 +1,70 @@
+"""The `smoke` search variant end to end through the CLI, with real parts only: a real LiteRT
+device (local CPU), real exports, a real SQLite store, real (tiny) Flax training on Fashion-MNIST,
+PPO updates, at least one calibration round, and the report. About 3 minutes on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latency.store import MeasurementStore
+from mnas_jax.data.fashion_mnist import resolve_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    if not (resolve_dir() / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail("Fashion-MNIST is not installed: apt-get install -y dataset-fashion-mnist")
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = subprocess.run([sys.executable, "-m", "mnas_jax.cli.main", "search", "--variant", "smoke",
+                           "--workdir", str(workdir)], capture_output=True, text=True, timeout=900,
+                          cwd=ROOT, env=dict(os.environ))
+    return proc, workdir
+
+
+def test_smoke_search_writes_the_report(smoke_run) -> None:
+    proc, workdir = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = workdir / "report"
+    assert Path(proc.stdout.strip().splitlines()[-1]) == report / "report.md"
+    for name in ("report.md", "summary.json", "samples.csv", "samples.json", "reward.png",
+                 "latency_histogram.png", "pareto.png", "calibration.png", "calibration.json"):
+        assert (report / name).stat().st_size > 0, name
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["n_samples"] == 4 and summary["calibration_rounds"] >= 1
+    assert "dominates" in (report / "report.md").read_text()
+    found = summary["found"][0]
+    assert (report / "models" / f"{found['arch_id']}.tflite").read_bytes()[4:8] == b"TFL3"
+    assert found["latency"] > 0 and 0.0 <= found["accuracy"] <= 1.0
+    rows = json.loads((report / "samples.json").read_text())
+    assert any(r["measured_latency"] for r in rows)  # calibration measurements joined in
+
+
+def test_smoke_search_stored_every_sample_and_a_calibration_round(smoke_run) -> None:
+    proc, workdir = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with MeasurementStore.in_workdir(workdir, create=False) as store:
+        samples = [e.payload for e in store.events("sample")]
+        rounds = [e.payload for e in store.events("calibration")]
+        refs = store.measurements(kind="reference")
+    assert len(samples) == 4 and len({(s["step"], s["index"]) for s in samples}) == 4
+    trained = [s for s in samples if s["status"] == "ok"]
+    assert trained and all(0.0 <= s["accuracy"] <= 1.0 for s in trained)
+    assert all(s["predicted_latency"] > 0 for s in samples)
+    assert rounds and all(c["measured"] > 0 for c in rounds[0]["candidates"])  # real device runs
+    assert refs  # the reference model measured beside the candidates: the drift record
+
+
+def test_resume_of_a_finished_search_keeps_its_samples(smoke_run) -> None:
+    proc, workdir = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = subprocess.run([sys.executable, "-m", "mnas_jax.cli.main", "search", "--variant", "smoke",
+                            "--workdir", str(workdir)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
