@@ -50,14 +50,15 @@ def _summary(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def measure_throughput(pred: Any, n: int = 10_000, repeats: int = 3, seed: int = 123
-                       ) -> dict[str, float]:
-    """Archs/s of `pred.predict` on fresh token batches (cold: new featurizer caches)."""
+def measure_throughput(pred: Any, n: int = 10_000, repeats: int = 3, seed: int = 123,
+                       table: Any = None) -> dict[str, float]:
+    """Archs/s of `pred.predict` on fresh token batches (cold: new featurizer caches); `table`
+    is the per-layer table the predictor was fitted with, if any."""
     from mnas_jax.space import sample_tokens
     from predictor.features import make_featurizer
 
     space = pred.featurizer.space
-    fresh = dataclasses.replace(pred, featurizer=make_featurizer(space.name, space.setting))
+    fresh = dataclasses.replace(pred, featurizer=make_featurizer(space.name, space.setting, table))
     tokens = sample_tokens(space.choices, seed, n)
     t0 = time.perf_counter()
     fresh.predict(tokens)

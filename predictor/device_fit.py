@@ -119,42 +119,95 @@ def evaluate(pred: LatencyPredictor, specs: Sequence[ArchSpec], measured: Sequen
             "measured": y.tolist(), "arch_ids": [s.arch_id for s in specs]}
 
 
+# Candidate inputs besides log pred_A, chosen per transfer by leave-one-out CV on the k points:
+# a device with another kernel library (e.g. XNNPACK off) weighs MACs, and depthwise MACs,
+# differently from device A; a device with another thread count mostly rescales.
+TRANSFER_COLUMNS: tuple[tuple[str, ...], ...] = ((), ("macs",), ("macs", "macs_dw"))
+TRANSFER_RIDGE = 0.1  # on standardized inputs
+
+
+def _transfer_inputs(base: LatencyPredictor, specs: Sequence[ArchSpec],
+                     columns: Sequence[str]) -> np.ndarray:
+    a = np.log(np.asarray(base.predict(list(specs))[0]))[:, None]
+    if not columns:
+        return a
+    x = base.features(list(specs))
+    names = list(base.feature_names)
+    return np.concatenate([a, np.log(x[:, [names.index(c) for c in columns]] + 1.0)], axis=1)
+
+
+def _ridge_fit(z: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray, float]:
+    mean, sd = z.mean(axis=0), z.std(axis=0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    zz = (z - mean) / sd
+    c = float(y.mean())
+    w = np.linalg.solve(zz.T @ zz + lam * np.eye(z.shape[1]), zz.T @ (y - c))
+    return w, mean, sd, c
+
+
 class TransferPredictor:
-    """Device B from device A's predictor and k measurements on B:
-    log y_B = c0 + c1 log pred_A(x), least squares on the k points (a scale and a curvature the
-    other device's profile needs), residual spread as the uncertainty."""
+    """Device B from device A's predictor and k measurements on B: log y_B is a ridge-regressed
+    linear function of log pred_A(x) and, when leave-one-out CV on the k points prefers it, of
+    log MACs and log depthwise MACs (TRANSFER_COLUMNS); below 5 points a scale only. The LOO
+    residual spread is the uncertainty."""
 
     unit = "relative"
 
-    def __init__(self, base: LatencyPredictor, coef: tuple[float, float], resid_sd: float,
-                 fingerprint: dict[str, Any] | None = None) -> None:
-        self.base, self.coef, self.resid_sd, self.fingerprint = base, coef, resid_sd, fingerprint
+    def __init__(self, base: LatencyPredictor, columns: tuple[str, ...], weights: tuple[float, ...],
+                 mean: tuple[float, ...], scale: tuple[float, ...], intercept: float,
+                 resid_sd: float, fingerprint: dict[str, Any] | None = None) -> None:
+        self.base, self.columns, self.weights = base, columns, weights
+        self.mean, self.scale, self.intercept = mean, scale, intercept
+        self.resid_sd, self.fingerprint = resid_sd, fingerprint
+
+    @property
+    def coef(self) -> dict[str, Any]:
+        return {"columns": ["log_pred_A", *self.columns], "weights": list(self.weights),
+                "intercept": self.intercept}
 
     @classmethod
     def fit(cls, base: LatencyPredictor, specs: Sequence[ArchSpec], y: Sequence[float],
             fingerprint: dict[str, Any] | None = None) -> TransferPredictor:
         if len(specs) < 2:
             raise ValueError(f"transfer needs >= 2 measurements on the new device, got {len(specs)}")
-        a = np.log(np.asarray(base.predict(list(specs))[0]))
         b = np.log(np.asarray(y, float))
         if len(specs) < 5:  # too few points for a slope: scale only
-            c1 = 1.0
-            c0 = float(np.mean(b - a))
-        else:
-            c1, c0 = (float(v) for v in np.polyfit(a, b, 1))
-        resid = b - (c0 + c1 * a)
-        return cls(base, (c0, c1), float(np.std(resid, ddof=1)) if len(b) > 2 else 0.0,
-                   fingerprint)
+            a = _transfer_inputs(base, specs, ())[:, 0]
+            c = float(np.mean(b - a))
+            sd = float(np.std(b - a - c, ddof=1)) if len(b) > 2 else 0.0
+            return cls(base, (), (1.0,), (0.0,), (1.0,), c, sd, fingerprint)  # y = e^c pred_A
+        best: tuple[float, tuple[str, ...]] | None = None
+        for columns in TRANSFER_COLUMNS:
+            if len(columns) + 1 > len(b) - 2:
+                continue
+            z = _transfer_inputs(base, specs, columns)
+            loo = []
+            for i in range(len(b)):
+                keep = np.arange(len(b)) != i
+                w, mu, sd, c = _ridge_fit(z[keep], b[keep], TRANSFER_RIDGE)
+                loo.append(b[i] - (c + ((z[i] - mu) / sd) @ w))
+            score = float(np.sqrt(np.mean(np.square(loo))))
+            if best is None or score < best[0]:
+                best = (score, columns)
+        assert best is not None
+        z = _transfer_inputs(base, specs, best[1])
+        w, mu, sd, c = _ridge_fit(z, b, TRANSFER_RIDGE)
+        return cls(base, best[1], tuple(map(float, w)), tuple(map(float, mu)),
+                   tuple(map(float, sd)), c, best[0], fingerprint)
 
     def predict(self, specs: Sequence[ArchSpec]) -> tuple[np.ndarray, np.ndarray]:
-        a = np.log(np.asarray(self.base.predict(list(specs))[0]))
-        value = np.exp(self.coef[0] + self.coef[1] * a)
+        z = _transfer_inputs(self.base, specs, self.columns)
+        value = np.exp(self.intercept + ((z - np.asarray(self.mean)) / np.asarray(self.scale))
+                       @ np.asarray(self.weights))
         return value, value * self.resid_sd
 
     def save(self, directory: str | Path, base_dir: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "transfer.json").write_text(json.dumps({
-            "kind": "transfer", "base": str(Path(base_dir).resolve()), "coef": self.coef,
-            "resid_sd": self.resid_sd, "fingerprint": self.fingerprint}, indent=1))
+            "kind": "transfer", "base": str(Path(base_dir).resolve()), "columns": self.columns,
+            "weights": self.weights, "mean": self.mean, "scale": self.scale,
+            "intercept": self.intercept, "resid_sd": self.resid_sd,
+            "fingerprint": self.fingerprint}, indent=1))
         return directory

@@ -208,7 +208,8 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
         boosters.append(booster)
     with np.load(directory / TRAINING, allow_pickle=False) as z:
         train_x, train_y = z["train_x"], z["train_y"]
+    prior = Prior(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["prior"].items()})
     return LatencyPredictor(
-        tuple(boosters), featurizer, _choice(meta["choice"]), Prior(**meta["prior"]), meta["unit"],
+        tuple(boosters), featurizer, _choice(meta["choice"]), prior, meta["unit"],
         PredictorConfig.from_dict(meta["config"]), int(meta["seed"]), meta["device_fingerprint"],
         tuple(meta["train_ids"]), train_x, train_y, meta["created"], meta["table_info"])

@@ -5,7 +5,11 @@ minus a prior the trees then correct,
 - `log_ms`: no prior;
 - `log_macs`: a power law in MACs fitted by least squares (ranks well from a few archs);
 - `log_ratio`: the lookup-table sum, so the trees learn only what the table misses (caches,
-  fusion, per-invoke overhead); offered when a table is given.
+  fusion, per-invoke overhead); offered when a table is given;
+- `log_ridge`: the table sum times a ridge-regression correction on the standardized features
+  and their logs (a table sum's error is smooth in weight size and late-block width: on this
+  machine, 300 MnasNet-224 archs, the correction alone took the +-5% share of held-out archs
+  from 72% with trees on `log_ratio` to ~80%); offered when a table is given.
 Tree depth and minimum child weight come from a small grid, the number of rounds (0: the prior
 alone) from early stopping, all by the same CV. The default loss is pseudo-Huber on log latency
 (quadratic within ~5%, linear beyond): phone measurements have heavy upper tails, and a squared
@@ -33,7 +37,8 @@ from predictor.features import Featurizer, TableLike, make_featurizer
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("log_ms", "log_macs", "log_ratio")
+TARGETS = ("log_ms", "log_macs", "log_ratio", "log_ridge")
+RIDGE_LAMBDA = 1.0  # on standardized inputs; 0.1-10 measured alike
 OBJECTIVES = {"squared": "reg:squarederror", "huber": "reg:pseudohubererror",
               "absolute": "reg:absoluteerror"}
 UNITS = ("ms", "relative")
@@ -132,21 +137,47 @@ class Prior:
     column: str | None = None
     intercept: float = 0.0
     slope: float = 0.0
+    # `log_ridge`: weights on the standardized [features, log(|features| + 1e-6)]
+    weights: tuple[float, ...] = ()
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
 
     def log_value(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
         if self.column is None:
             return np.zeros(len(x))
-        return self.intercept + self.slope * np.log(x[:, list(names).index(self.column)])
+        out = self.intercept + self.slope * np.log(x[:, list(names).index(self.column)])
+        if self.weights:
+            z = (_ridge_inputs(x) - np.asarray(self.mean)) / np.asarray(self.scale)
+            out = out + z @ np.asarray(self.weights)
+        return out
+
+
+def _ridge_inputs(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([x, np.log(np.abs(x) + 1e-6)], axis=1)
+
+
+def fit_ridge_prior(x: np.ndarray, y: np.ndarray, names: Sequence[str],
+                    lam: float = RIDGE_LAMBDA) -> Prior:
+    """log y = log table_ms + intercept + w . standardized([x, log x]), ridge-penalised."""
+    inputs = _ridge_inputs(x)
+    mean, scale = inputs.mean(axis=0), inputs.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    z = (inputs - mean) / scale
+    r = np.log(y) - np.log(x[:, list(names).index("table_ms")])
+    intercept = float(r.mean())
+    w = np.linalg.solve(z.T @ z + lam * np.eye(z.shape[1]), z.T @ (r - intercept))
+    return Prior("table_ms", intercept, 1.0, tuple(float(v) for v in w),
+                 tuple(float(v) for v in mean), tuple(float(v) for v in scale))
 
 
 def fit_prior(target: str, x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Prior:
     if target == "log_ms":
         return Prior()
-    if target == "log_ratio":
+    if target in ("log_ratio", "log_ridge"):
         if "table_ms" not in names:
-            raise ValueError("target 'log_ratio' needs a lookup table; pass table= or use "
+            raise ValueError(f"target {target!r} needs a lookup table; pass table= or use "
                              "'log_ms'")
-        return Prior("table_ms", 0.0, 1.0)
+        return Prior("table_ms", 0.0, 1.0) if target == "log_ratio" else fit_ridge_prior(x, y, names)
     col = np.log(x[:, list(names).index("macs")])
     if np.ptp(col) == 0:
         return Prior("macs", float(np.mean(np.log(y)) - np.mean(col)), 1.0)
@@ -202,7 +233,8 @@ def choose(x: np.ndarray, y: np.ndarray, names: Sequence[str], cfg: PredictorCon
     if cfg.target != "auto":
         targets = [cfg.target]
     else:
-        targets = ["log_ms", "log_macs"] + (["log_ratio"] if "table_ms" in names else [])
+        targets = ["log_ms", "log_macs"] + (["log_ratio", "log_ridge"] if "table_ms" in names
+                                            else [])
     folds_n = min(cfg.cv_folds, len(y))
     perm = np.random.default_rng(seed).permutation(len(y))
     parts = np.array_split(perm, folds_n)

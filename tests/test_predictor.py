@@ -103,7 +103,30 @@ def test_table_target_learns_what_the_table_misses():
     scale = base["table_scale"].predict(Inputs(x[200:], feat.names))
     assert metrics.within_5(value, y[200:]) >= metrics.within_5(scale, y[200:])
     assert metrics.rmspe(value, y[200:]) < metrics.rmspe(scale, y[200:])
-    assert pred.choice.target in ("log_ratio", "log_macs", "log_ms") and pred.unit == "relative"
+    assert pred.choice.target in ("log_ratio", "log_ridge", "log_macs", "log_ms") and pred.unit == "relative"
+
+
+def test_ridge_prior_recovers_a_smooth_table_error_and_saves_as_json(tmp_path):
+    """log(measured / table) linear in log(params): the ridge prior alone nearly fits it, and the
+    predictor round-trips through its JSON files."""
+    from predictor.io import load_predictor, save_predictor
+    from predictor.model import PredictorConfig, fit_ridge_prior
+
+    feat = make_featurizer("mnasnet", "fmnist", table=toy_cost)
+    tokens = sample_tokens(feat.space.choices, 12, 300)
+    x = feat.from_tokens(tokens)
+    table, params = x[:, feat.names.index("table_ms")], x[:, feat.names.index("params")]
+    y = table * np.exp(0.02 + 0.1 * np.log(params / np.median(params)))
+    prior = fit_ridge_prior(x[:200], y[:200], feat.names, lam=1e-3)
+    approx = np.exp(prior.log_value(x[200:], feat.names))
+    assert metrics.within_5(approx, y[200:]) == 1.0
+    pred = fit_predictor(tokens[:200], y[:200], space_name="mnasnet", setting="fmnist", table=toy_cost,
+                         featurizer=feat, config=PredictorConfig(target="log_ridge", ensemble=2, grid=((2, 1.0),)),
+                         unit="relative")
+    save_predictor(pred, tmp_path / "p")
+    again = load_predictor(tmp_path / "p", table=toy_cost)
+    np.testing.assert_allclose(again.predict(tokens[200:]).value, pred.predict(tokens[200:]).value, rtol=1e-6)
+    assert again.prior == pred.prior and again.choice.target == "log_ridge"
 
 
 def test_refit_adds_data_and_keeps_the_recipe(pixel2):
@@ -138,3 +161,28 @@ def test_cli_fit_and_predict(tmp_path, capsys):
     assert main(["predictor", "fit", "--data", str(PIXEL2), "--space", "fbnet",
                  "--train-size", "9000", "-o", str(tmp_path / "x")]) == 2
     assert "--train-size 9000" in capsys.readouterr().err
+
+
+def test_transfer_to_a_device_with_another_profile():
+    """Device B weighs MACs differently from device A (like XNNPACK off): 20 measurements on B
+    and device A's predictor give B's latencies; fewer than 5 give a scale only; 1 is an error."""
+    from predictor.device_fit import TransferPredictor
+
+    space = get_space("mnasnet", "fmnist")
+    specs = [space.decode(t) for t in sample_tokens(space.choices, 21, 260)]
+    feat = make_featurizer("mnasnet", "fmnist", table=toy_cost)
+    x = feat.from_tokens(np.array([space.encode(s) for s in specs]))
+    table, macs = x[:, feat.names.index("table_ms")], x[:, feat.names.index("macs")]
+    y_a = table * 1.05
+    y_b = 3.0 * y_a**0.7 * (macs / np.median(macs)) ** 0.3
+    base = fit_predictor(specs[:60], y_a[:60], space_name="mnasnet", setting="fmnist", table=toy_cost,
+                         featurizer=feat, config=SMALL, unit="relative")
+    scale_only = TransferPredictor.fit(base, specs[60:63], y_b[60:63])
+    tp = TransferPredictor.fit(base, specs[60:80], y_b[60:80])
+    held = slice(80, 260)
+    assert scale_only.columns == () and scale_only.weights == (1.0,)
+    assert metrics.within_10(tp.predict(specs[held])[0], y_b[held]) >= 0.9
+    assert metrics.rmspe(tp.predict(specs[held])[0], y_b[held]) < metrics.rmspe(
+        scale_only.predict(specs[held])[0], y_b[held])
+    with pytest.raises(ValueError, match=">= 2 measurements"):
+        TransferPredictor.fit(base, specs[:1], y_b[:1])
