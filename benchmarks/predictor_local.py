@@ -57,10 +57,9 @@ def _stored_passes(store: Any, device_id: str, specs: list, rounds: int
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """The two held-out passes an earlier run stored (each `rounds` rows per arch, in order),
     or None when the store does not hold them all."""
-    rows: dict[str, list[float]] = {}
-    for row in store.measurements(kind="arch", device_id=device_id):
-        if row.record.arch_id is not None and row.record.relative is not None:
-            rows.setdefault(row.record.arch_id, []).append(float(np.log(row.record.relative)))
+    from predictor.device_fit import stored_log_relative
+
+    rows = stored_log_relative(store, device_id)
     if any(len(rows.get(s.arch_id, ())) < 2 * rounds for s in specs):
         return None
     p1 = np.exp([np.mean(rows[s.arch_id][:rounds]) for s in specs])
@@ -141,14 +140,20 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
     from latency.protocol import MeasureProtocol
     from latency.session import DeviceSession
     from predictor import device_fit as df
+    from predictor.io import load_predictor
     from predictor.metrics import report
 
     train, test = _specs(n_train, n_test)
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
         fp = session.device.fingerprint()
         table = df.ensure_table(session, workdir, SPACE, SETTING)
-        y_train = df.measure_relative(session, train)  # stored by the local section
-    base = df.fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), seed=0)
+        saved = df.predictor_dir(workdir, SPACE, SETTING, fp.device_id)
+        if saved.exists():  # written by the local section
+            base = load_predictor(saved, space=SPACE, setting=SETTING, device_id=fp.device_id,
+                                  table=table.entries_relative)
+        else:
+            base = df.fit_on_device(train, df.measure_relative(session, train), table,
+                                    fingerprint=fp.to_dict(), seed=0)
     kmax = max(TRANSFER_KS)
     results: dict[str, Any] = {}
     rng = np.random.default_rng(0)

@@ -51,11 +51,11 @@ class DeviceSession:
         workdir = Path(workdir)
         device = open_device(device_spec)
         convert_cores = None
-        if isinstance(device, LocalDevice):
+        # a single-threaded local device gets a core of its own; a multi-threaded one takes every
+        # core (no pinning) unless it was given one
+        if isinstance(device, LocalDevice) and (device.threads == 1 or device.core is not None):
             measure_core, convert_cores = split_cores(device.core)
-            if device.threads > 1 and device.core is None:
-                convert_cores = None  # a multi-threaded device takes every core: no pinning
-            elif device.core is None and measure_core is not None:
+            if device.core is None and measure_core is not None:
                 device = LocalDevice(threads=device.threads, xnnpack=device.xnnpack,
                                      core=measure_core)
         store = MeasurementStore.in_workdir(workdir)

@@ -22,7 +22,7 @@ from latency.store import MeasurementStore
 from mnas_jax.space import ArchSpec, get_space, sample_tokens
 from predictor.baselines import Inputs, fit_baselines
 from predictor.metrics import report
-from predictor.model import LatencyPredictor, fit_predictor
+from predictor.model import LatencyPredictor, fit_predictor, ridge
 
 
 def table_file(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
@@ -63,15 +63,20 @@ def sample_specs(space_name: str, setting: str, n: int, seed: int,
     return list(out.values())
 
 
-def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
-    """arch_id -> geometric mean of every reference-relative latency stored for this device
-    (each round of each measurement is a row; more rows, less noise)."""
+def stored_log_relative(store: MeasurementStore, device_id: str) -> dict[str, list[float]]:
+    """arch_id -> log of every reference-relative latency stored for this device, in order."""
     logs: dict[str, list[float]] = {}
     for row in store.measurements(kind="arch", device_id=device_id):
         rec = row.record
         if rec.arch_id is not None and rec.relative is not None and rec.relative > 0:
             logs.setdefault(rec.arch_id, []).append(float(np.log(rec.relative)))
-    return {k: float(np.exp(np.mean(v))) for k, v in logs.items()}
+    return logs
+
+
+def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
+    """arch_id -> geometric mean of every reference-relative latency stored for this device
+    (each round of each measurement is a row; more rows, less noise)."""
+    return {k: float(np.exp(np.mean(v))) for k, v in stored_log_relative(store, device_id).items()}
 
 
 def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh: bool = False,
@@ -128,22 +133,13 @@ TRANSFER_RIDGE = 0.1  # on standardized inputs
 
 def _transfer_inputs(base: LatencyPredictor, specs: Sequence[ArchSpec],
                      columns: Sequence[str]) -> np.ndarray:
-    a = np.log(np.asarray(base.predict(list(specs))[0]))[:, None]
+    """[log pred_A, log(column + 1) ...] per spec; features are computed once."""
+    x = base.features(list(specs))
+    a = np.log(np.asarray(base.predict(x)[0]))[:, None]
     if not columns:
         return a
-    x = base.features(list(specs))
     names = list(base.feature_names)
     return np.concatenate([a, np.log(x[:, [names.index(c) for c in columns]] + 1.0)], axis=1)
-
-
-def _ridge_fit(z: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray,
-                                                                   np.ndarray, float]:
-    mean, sd = z.mean(axis=0), z.std(axis=0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    zz = (z - mean) / sd
-    c = float(y.mean())
-    w = np.linalg.solve(zz.T @ zz + lam * np.eye(z.shape[1]), zz.T @ (y - c))
-    return w, mean, sd, c
 
 
 class TransferPredictor:
@@ -185,14 +181,14 @@ class TransferPredictor:
             loo = []
             for i in range(len(b)):
                 keep = np.arange(len(b)) != i
-                w, mu, sd, c = _ridge_fit(z[keep], b[keep], TRANSFER_RIDGE)
+                w, mu, sd, c = ridge(z[keep], b[keep], TRANSFER_RIDGE)
                 loo.append(b[i] - (c + ((z[i] - mu) / sd) @ w))
             score = float(np.sqrt(np.mean(np.square(loo))))
             if best is None or score < best[0]:
                 best = (score, columns)
         assert best is not None
         z = _transfer_inputs(base, specs, best[1])
-        w, mu, sd, c = _ridge_fit(z, b, TRANSFER_RIDGE)
+        w, mu, sd, c = ridge(z, b, TRANSFER_RIDGE)
         return cls(base, best[1], tuple(map(float, w)), tuple(map(float, mu)),
                    tuple(map(float, sd)), c, best[0], fingerprint)
 

@@ -156,18 +156,25 @@ def _ridge_inputs(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.log(np.abs(x) + 1e-6)], axis=1)
 
 
+def ridge(z: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                            float]:
+    """Ridge regression on standardized columns: (weights, column means, column scales,
+    intercept) with y ~ intercept + ((z - mean) / scale) @ weights; constant columns get scale 1."""
+    mean, scale = z.mean(axis=0), z.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    zz = (z - mean) / scale
+    intercept = float(y.mean())
+    w = np.linalg.solve(zz.T @ zz + lam * np.eye(z.shape[1]), zz.T @ (y - intercept))
+    return w, mean, scale, intercept
+
+
 def fit_ridge_prior(x: np.ndarray, y: np.ndarray, names: Sequence[str],
                     lam: float = RIDGE_LAMBDA) -> Prior:
     """log y = log table_ms + intercept + w . standardized([x, log x]), ridge-penalised."""
-    inputs = _ridge_inputs(x)
-    mean, scale = inputs.mean(axis=0), inputs.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    z = (inputs - mean) / scale
     r = np.log(y) - np.log(x[:, list(names).index("table_ms")])
-    intercept = float(r.mean())
-    w = np.linalg.solve(z.T @ z + lam * np.eye(z.shape[1]), z.T @ (r - intercept))
-    return Prior("table_ms", intercept, 1.0, tuple(float(v) for v in w),
-                 tuple(float(v) for v in mean), tuple(float(v) for v in scale))
+    w, mean, scale, intercept = ridge(_ridge_inputs(x), r, lam)
+    return Prior("table_ms", intercept, 1.0, tuple(map(float, w)), tuple(map(float, mean)),
+                 tuple(map(float, scale)))
 
 
 def fit_prior(target: str, x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Prior:
@@ -177,7 +184,9 @@ def fit_prior(target: str, x: np.ndarray, y: np.ndarray, names: Sequence[str]) -
         if "table_ms" not in names:
             raise ValueError(f"target {target!r} needs a lookup table; pass table= or use "
                              "'log_ms'")
-        return Prior("table_ms", 0.0, 1.0) if target == "log_ratio" else fit_ridge_prior(x, y, names)
+        if target == "log_ridge":
+            return fit_ridge_prior(x, y, names)
+        return Prior("table_ms", 0.0, 1.0)
     col = np.log(x[:, list(names).index("macs")])
     if np.ptp(col) == 0:
         return Prior("macs", float(np.mean(np.log(y)) - np.mean(col)), 1.0)
