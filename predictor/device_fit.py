@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latency.lut import LatencyTable
-from latency.lut_build import build_table
+from latency.lut_build import TABLE_PASSES, build_table
 from latency.lut_space import space_layers
 from latency.session import DeviceSession, setting_of
 from latency.store import MeasurementStore
@@ -34,8 +34,9 @@ def predictor_dir(workdir: str | Path, space: str, setting: str, device_id: str)
 
 
 def ensure_table(session: DeviceSession, workdir: str | Path, space: str, setting: str,
-                 progress: bool = True) -> LatencyTable:
-    """The device's table for the setting: loaded if built, else built (resumable)."""
+                 progress: bool = True, passes: int = TABLE_PASSES) -> LatencyTable:
+    """The device's table for the setting: loaded if built, else built (resumable) with each
+    layer measured `passes` times."""
     device_id = session.device.fingerprint().device_id
     path = table_file(workdir, space, setting, device_id)
     if path.exists():
@@ -44,7 +45,7 @@ def ensure_table(session: DeviceSession, workdir: str | Path, space: str, settin
                         device=session.device, store=session.store,
                         export_layer=session.exporter.layers, prefetch=True,
                         reference_bytes=session.reference_bytes(setting), source=session.source,
-                        progress=progress)
+                        progress=progress, passes=passes)
     table.save(path)
     return table
 

@@ -115,7 +115,7 @@ def plot_predicted_vs_measured(path: str, series: dict[str, tuple[Any, Any]], *,
     lo, hi = np.inf, -np.inf
     for label, (pred, true) in series.items():
         p, t = _pair(pred, true)
-        ax.scatter(t, p, s=6, alpha=0.5, label=f"{label} (+-10%: {within_10(p, t):.0%})")
+        ax.scatter(t, p, s=6, alpha=0.5, label=f"{label} (+-10%: {within_10(p, t):.1%})")
         lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
     xs = np.array([lo, hi])
     ax.plot(xs, xs, "k-", lw=1)

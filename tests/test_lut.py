@@ -44,15 +44,20 @@ def test_enumeration_covers_sampled_archs():
             assert {layer.key for layer in space.decode(tokens).layers()} <= keys
 
 
-def test_resumed_build_remeasures_nothing(tmp_path, exporter):
-    layers = space_layers("mnasnet", "fmnist")[:14]
-    ref = exporter.export(reference("mobilenetv2-0.35", "fmnist"))
-    store = MeasurementStore.in_workdir(tmp_path)
-    dev = CountingDevice()
+def _build_setup(tmp_path, exporter, **options):
+    """A real store and counting local device, and build_table's arguments (fast protocol)."""
+    store, dev = MeasurementStore.in_workdir(tmp_path), CountingDevice()
     fast = LUT_PROTOCOL.__class__(warmup_runs=1, min_runs=5, min_seconds=0.0, max_retries=0)
     common = dict(space="mnasnet", setting="fmnist", device=dev, store=store,
-                  export_layer=exporter.export_layer, reference_bytes=ref, protocol=fast,
-                  progress=False, reference_every=5)
+                  export_layer=exporter.export_layer, protocol=fast, progress=False,
+                  reference_bytes=exporter.export(reference("mobilenetv2-0.35", "fmnist")),
+                  **options)
+    return store, dev, common
+
+
+def test_resumed_build_remeasures_nothing(tmp_path, exporter):
+    layers = space_layers("mnasnet", "fmnist")[:14]
+    store, dev, common = _build_setup(tmp_path, exporter, reference_every=5)
     with pytest.raises(ValueError, match="have no measurement"):
         build_table(layers, max_layers=6, **common)  # "killed" after 6 layers
     assert len(store.measurements(kind="layer")) == 6
@@ -111,3 +116,48 @@ def test_vectorised_scorer_equals_sum():
         np.testing.assert_allclose(rel.score(tokens[:20]),
                                    [table.sum_relative(space.decode(t)) for t in tokens[:20]],
                                    rtol=1e-12)
+
+
+def test_two_passes_resume_and_average(tmp_path, exporter):
+    layers = space_layers("mnasnet", "fmnist")[:5]
+    store, dev, common = _build_setup(tmp_path, exporter, reference_every=3, passes=2)
+    with pytest.raises(ValueError, match="have no measurement"):
+        build_table(layers[:5], max_layers=4, **common)  # killed inside the first pass
+    table = build_table(layers, **common)
+    rows = store.measurements(kind="layer")
+    keys = [r.record.key for r in rows]
+    assert len(rows) == 10 and all(keys.count(x.key) == 2 for x in layers)
+    assert keys[5:] == [x.key for x in layers[::-1]]  # the second pass runs in reverse order
+    dev.calls = 0
+    build_table(layers, **common)  # complete: nothing to measure
+    assert dev.calls == 0
+    for x in layers:
+        ms = [r.record.min_ms for r in rows if r.record.key == x.key]
+        assert table.entries_ms[x.key] == pytest.approx(np.sqrt(ms[0] * ms[1]), rel=1e-12)
+    with pytest.raises(ValueError, match="passes=0"):
+        build_table(layers, **dict(common, passes=0))
+
+
+def test_entries_use_the_median_of_nearby_references(tmp_path):
+    """One reference measured during a hiccup (5x slower) must not scale the layers after it."""
+    from latency.lut_build import stored_layer_entries
+    from latency.measurement import Fingerprint, Measurement
+    from latency.protocol import MeasureProtocol
+    from latency.store import MeasurementRecord
+
+    fp = Fingerprint("local", "test cpu", "litert", "2.3.0", 1, "xnnpack", {})
+    store = MeasurementStore.in_workdir(tmp_path)
+
+    def add(kind, ms, key=None, ref=None):
+        m = Measurement(ms, ms, 0.0, 0.0, 5, 1, 0.01, fp, 0)
+        store.append(MeasurementRecord.from_measurement(
+            m, model_hash="0" * 64, kind=kind, protocol=MeasureProtocol(), session="s",
+            source="test", key=key, reference_ms=ref, relative=None if ref is None else ms / ref))
+
+    refs = [2.0, 2.0, 10.0, 2.0, 2.0]  # the third one hit a hiccup
+    for i, r in enumerate(refs):
+        add("reference", r, key="mobilenetv2")
+        add("layer", 1.0, key=f"l{i}", ref=r)
+    entries = stored_layer_entries(store, fp.device_id, window=2)
+    assert {k: v[1] for k, v in entries.items()} == {f"l{i}": 0.5 for i in range(5)}
+    assert all(v[2] == 1 for v in entries.values())

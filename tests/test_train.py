@@ -166,9 +166,13 @@ def test_checkpoints_resume_a_full_training(fmnist: ArraySource, tmp_path: Path)
                                  checkpoint_every_epochs=2 / 8, bn_recalibration_examples=0)  # every 2 steps
     first = train_and_evaluate(TINY, config, jax.random.key(0), fmnist)
     assert first.status == OK and sorted(p.name for p in (tmp_path / "ckpt").iterdir())[-1] == "4"
-    resumed = train_and_evaluate(TINY, dataclasses.replace(config, max_steps=6), jax.random.key(0), fmnist)
+    seen: list[tuple[int, int, float | None]] = []
+    resumed = train_and_evaluate(TINY, dataclasses.replace(config, max_steps=6), jax.random.key(0), fmnist,
+                                 on_step=lambda *a: seen.append(a))
     assert resumed.status == OK and resumed.steps == 6
     assert [s for s, _ in resumed.loss_curve] == [6]  # only steps 5-6 ran
+    assert [(s, t) for s, t, _ in seen] == [(5, 6), (6, 6)]  # the progress callback saw them
+    assert seen[0][2] is None and seen[1][2] == resumed.loss_curve[-1][1]
 
 
 _DEVICE_SCRIPT = """

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--setting", default=None)
     b.add_argument("--device", default="local")
     b.add_argument("--workdir", default=".")
+    b.add_argument("--passes", type=int, default=None,
+                   help="measurements per layer, the entry is the lowest (default: 2)")
     b.add_argument("-o", "--output", default=None, help="table file (default: WORKDIR/tables/)")
     b.set_defaults(func=_build_lut)
 
@@ -64,7 +66,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _build_lut(args: argparse.Namespace) -> int:
-    from latency.lut_build import build_table
+    from latency.lut_build import TABLE_PASSES, build_table
     from latency.lut_space import space_layers
     from latency.session import DeviceSession
     from mnas_jax.space import get_space
@@ -73,6 +75,9 @@ def _build_lut(args: argparse.Namespace) -> int:
     if args.space != "mnasnet":
         raise UserError(f"lookup tables are built for the mnasnet space; {args.space!r} has "
                         "external measurements only (use 'mnas predictor fit --data')")
+    passes = TABLE_PASSES if args.passes is None else args.passes
+    if passes < 1:
+        raise UserError(f"--passes {passes}: measure every layer at least once (use >= 1)")
     layers = space_layers(args.space, space.setting)
     started = time.time()
     with DeviceSession.open(args.device, args.workdir) as session:
@@ -80,7 +85,7 @@ def _build_lut(args: argparse.Namespace) -> int:
         table = build_table(layers, space=args.space, setting=space.setting,
                             device=session.device, store=session.store,
                             export_layer=session.exporter.layers, prefetch=True,
-                            reference_bytes=ref, source=session.source)
+                            reference_bytes=ref, source=session.source, passes=passes)
     out = Path(args.output) if args.output else table_path(args.workdir, args.space,
                                                            space.setting, table.device_id)
     table.save(out)

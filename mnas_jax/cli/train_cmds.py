@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint a paper training")
     p.add_argument("--dw-impl", default="auto", choices=("auto", "shift", "xla"), help="depthwise implementation")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
     p.set_defaults(func=_train)
 
 
@@ -66,7 +67,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     data = load_fashion_mnist(args.data_dir, input_size=spec.input_size)  # fails fast, one line
     config = _config(args, spec.arch_id)
-    result = train_and_evaluate(spec, config, jax.random.key(args.seed), data)
+    with _StepProgress(spec.arch_id, enabled=not args.quiet) as on_step:
+        result = train_and_evaluate(spec, config, jax.random.key(args.seed), data, on_step=on_step)
     out = result.to_dict()
     if args.json:
         print_json(out)
@@ -80,3 +82,36 @@ def _train(args: argparse.Namespace) -> int:
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+class _StepProgress:
+    """A rich progress bar on stderr over the training steps (compiling until the first step,
+    then steps, elapsed, remaining and the latest window's mean loss); evaluation follows it."""
+
+    def __init__(self, arch_id: str, enabled: bool) -> None:
+        self.arch_id, self.enabled = arch_id, enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TimeRemainingColumn(),
+                             TextColumn("{task.fields[loss]}"), console=Console(stderr=True))
+        self._bar.__enter__()
+        task = self._bar.add_task(f"{self.arch_id}: compiling", total=None, loss="")
+
+        def on_step(step: int, total: int, loss: float | None) -> None:
+            fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
+            done = step == total
+            self._bar.update(task, completed=step, total=total, **fields,
+                             description=f"{self.arch_id}: {'evaluating' if done else 'training'}")
+
+        return on_step
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)

@@ -27,6 +27,7 @@ class SearchConfig:
     ppo: PPOConfig = PPOConfig()
     # latency model
     use_table: bool = True  # lookup-table features (the table is built once per device)
+    table_passes: int = 2  # times each layer is measured (entry: the lowest; latency/lut_build)
     predictor_archs: int = 40  # full architectures measured to fit the first predictor
     calibration: CalibrationPolicy = CalibrationPolicy()
     # children
@@ -45,6 +46,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):
             raise ValueError(f"executor={self.executor!r}; use 'local' or 'ray'")
+        if self.table_passes < 1:
+            raise ValueError(f"table_passes={self.table_passes}: measure each layer at least once")
         if self.predictor_archs < 5:
             raise ValueError(f"predictor_archs={self.predictor_archs} is too few to fit; use >= 5")
         if self.reward not in ("soft", "hard"):

@@ -87,7 +87,8 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
         table = None
         if config.use_table:
             _status(f"lookup table for {config.space}/{setting} (built once per device)")
-            table = df.ensure_table(session, workdir, config.space, setting, progress)
+            table = df.ensure_table(session, workdir, config.space, setting, progress,
+                                        passes=config.table_passes)
         pdir = workdir / "predictors" / f"{run_id}"
         _status(f"predictor: {config.predictor_archs} architectures measured on the device")
         train_specs = df.sample_specs(config.space, setting, config.predictor_archs,

@@ -33,6 +33,10 @@ from mnas_jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
+# Called after every training step with (step, total steps, mean loss of the last logging window
+# or None between windows); e.g. a progress bar. It must not block: it runs inside the step loop.
+StepCallback = Callable[[int, int, "float | None"], None]
+
 
 class NonFiniteLoss(Exception):
     """Internal: the loss or gradient norm became NaN/inf (turned into a failed result)."""
@@ -64,7 +68,8 @@ def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]]) -> float:
 
 def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: DataSource, config: TrainConfig,
                placement: Placement, seed: int, steps_per_epoch: int, total_steps: int,
-               checkpointer: Checkpointer | None, curve: list[tuple[int, float]]) -> TrainState:
+               checkpointer: Checkpointer | None, curve: list[tuple[int, float]],
+               on_step: StepCallback | None = None) -> TrainState:
     """The training loop proper; appends (step, mean loss of the window) to ``curve``."""
     put = functools.partial(put_sharded, sharding=placement.data)
     step = int(jax.device_get(state.step))
@@ -83,6 +88,10 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
                 curve.append((step, _check_finite(pending)))
                 pending = []
                 log.info("step %d/%d loss %.4f", step, total_steps, curve[-1][1])
+                if on_step is not None:
+                    on_step(step, total_steps, curve[-1][1])
+            elif on_step is not None:
+                on_step(step, total_steps, None)
             if checkpointer is not None:
                 checkpointer.maybe_save(step, state, force=step == total_steps)
             if step >= total_steps:
@@ -92,11 +101,13 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
 
 
 def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
-                       data: DataSource | None = None) -> TrainResult:
+                       data: DataSource | None = None, *,
+                       on_step: StepCallback | None = None) -> TrainResult:
     """Train ``spec`` with ``config`` and report validation (and optionally test) accuracy.
 
     A loss or gradient that becomes NaN/inf, or running out of memory, ends the child with
     ``status='failed'`` and the reason, so a search can carry on with the next child.
+    ``on_step`` sees every step (see `StepCallback`), e.g. to draw a progress bar.
     """
     maybe_initialize_distributed(config.distributed)
     if config.compile_cache_dir:
@@ -137,7 +148,7 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     curve: list[tuple[int, float]] = []
     try:
         state = _run_steps(train_fn, state, dropout_key, data, config, placement, seed,
-                           steps_per_epoch, total_steps, checkpointer, curve)
+                           steps_per_epoch, total_steps, checkpointer, curve, on_step)
     except NonFiniteLoss as err:
         log.warning("%s failed: %s", spec.arch_id, err)
         return TrainResult(status=FAILED, reason=str(err), compile_seconds=compile_seconds,
