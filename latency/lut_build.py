@@ -13,8 +13,9 @@ median alone moved the table-times-scale baseline from 61.5% to 81% within +-5%,
 predictor's training-set CV preferred fastest runs to medians (a hiccup only ever slows a run)
 for every window tried. With `passes` > 1 every layer is measured again in a later pass (odd
 passes in reverse order, so slow drift cancels) and the entry is the geometric mean of its
-passes: two passes of the same layer hours apart differ by ~4% (interquartile half-width), and
-the CV preferred their mean to their minimum or to either pass alone.
+passes: two passes of the same layer three hours apart differed by a few percent (their ratio
+0.99-1.07 from the 10th to the 90th percentile here), and the CV preferred their mean to their
+minimum or to either pass alone.
 Conversion (CPU heavy) can run ahead in another process while the device measures.
 """
 
