@@ -25,8 +25,6 @@ TRANSFER_KS = (5, 10, 20, 50)
 SPACE, SETTING = "mnasnet", "imagenet"
 TRAIN_SEED, TEST_SEED = 101, 202
 SEEDS = 5  # predictor fits with different seeds, to show how much the result depends on one
-
-
 TRAIN_CHUNK = 300  # training archs are drawn in seeded chunks, so a larger --n-train adds archs
 
 
@@ -90,9 +88,9 @@ def _table_build_seconds(store: Any, device_id: str) -> dict[str, Any]:
         t = datetime.datetime.fromisoformat(row.created_at)
         spans.setdefault(row.record.session, []).append(t)
     per = {s: (max(t) - min(t)).total_seconds() for s, t in spans.items()}
-    passes = [len(t) for t in spans.values()]
     return {"sessions": len(per), "seconds_per_session": list(per.values()),
-            "layer_measurements_per_session": passes, "total_seconds": sum(per.values())}
+            "layer_measurements_per_session": [len(t) for t in spans.values()],
+            "total_seconds": sum(per.values())}
 
 
 def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test: int
