@@ -175,6 +175,7 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
     from predictor import device_fit as df
     from predictor.io import load_predictor
     from predictor.metrics import report
+    from predictor.transfer import TransferPredictor
 
     train, test = _specs(n_train, n_test)
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
@@ -205,7 +206,7 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
             runs = []
             for d in range(draws if k < kmax else 1):
                 idx = rng.choice(kmax, size=k, replace=False) if k < kmax else np.arange(kmax)
-                tp = df.TransferPredictor.fit(base, [train[i] for i in idx], y_k[idx])
+                tp = TransferPredictor.fit(base, [train[i] for i in idx], y_k[idx])
                 scale = float(np.exp(np.mean(np.log(y_k[idx]) - np.log(
                     np.asarray(base.predict([train[i] for i in idx])[0])))))
                 runs.append({"transfer": report(tp.predict(test)[0], y_test),

@@ -194,9 +194,10 @@ class _progress:
     def __enter__(self) -> Callable[[str], None]:
         if not self.enabled:
             return lambda key: None
+        from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(transient=True)
+        self._bar = Progress(transient=True, console=Console(stderr=True))
         self._bar.__enter__()
         task = self._bar.add_task("measuring", total=self.total)
 

@@ -173,11 +173,13 @@ class _Progress:
     def __enter__(self) -> Callable[[], None]:
         if not self.enabled:
             return lambda: None
+        from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
         self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+                           TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                           console=Console(stderr=True))
         self._p.__enter__()
         task = self._p.add_task(self.title, total=self.total)
         return lambda: self._p.advance(task)

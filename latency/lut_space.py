@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 
 from mnas_jax.space import BlockSpec, LayerSpec, get_space
 from mnas_jax.space.spec import block_layers, tail_layers
-from mnas_jax.space.mnasnet import KERNELS, OPS, SE_RATIOS, SKIPS, MnasNetSpace
+from mnas_jax.space.mnasnet import DECISIONS, KERNELS, OPS, SE_RATIOS, SKIPS, MnasNetSpace
+from mnas_jax.space.slices import SlicedSpace
+
+#: (block, decision name) -> the choices (indexes into OPS, KERNELS, ...) the block may take.
+Allowed = Callable[[int, str], Sequence[int]]
 
 
-def block_input_channels(space: MnasNetSpace) -> list[list[int]]:
+def all_choices(space: MnasNetSpace) -> Allowed:
+    return lambda b, d: range(space.choices[len(DECISIONS) * b + DECISIONS.index(d)])
+
+
+def _pick(options: Sequence, allowed: Allowed, b: int, decision: str) -> list:
+    return [options[i] for i in allowed(b, decision)]
+
+
+def block_input_channels(space: MnasNetSpace, allowed: Allowed | None = None) -> list[list[int]]:
     """Channel counts that can enter each block (and, last, the head): a block with zero layers
     passes on whatever entered it."""
+    allowed = allowed or all_choices(space)
     inputs: list[list[int]] = []
     current = {space.stem_channels}
     for b in range(len(space.setting_.block_strides)):
         inputs.append(sorted(current))
-        outs = set(space.block_filters(b))
-        current = outs | current if min(space.block_repeats(b)) == 0 else outs
+        outs = set(_pick(space.block_filters(b), allowed, b, "filters"))
+        zero = min(_pick(space.block_repeats(b), allowed, b, "layers")) == 0
+        current = outs | current if zero else outs
     inputs.append(sorted(current))
     return inputs
 
@@ -33,15 +48,21 @@ def block_input_sizes(space: MnasNetSpace) -> list[int]:
     return sizes
 
 
-def mnasnet_layers(space: MnasNetSpace) -> list[LayerSpec]:
-    """All layers of the MnasNet space in one setting, in a stable order, without duplicates."""
+def mnasnet_layers(space: MnasNetSpace, allowed: Allowed | None = None) -> list[LayerSpec]:
+    """All layers of the MnasNet space (or of the part `allowed` leaves) in one setting, in a
+    stable order, without duplicates."""
+    allowed = allowed or all_choices(space)
     probe = space.decode([0] * len(space.choices))
     fixed = probe.layers()
     found: dict[str, LayerSpec] = {fixed[0].key: fixed[0]}
-    ins, sizes = block_input_channels(space), block_input_sizes(space)
+    ins, sizes = block_input_channels(space, allowed), block_input_sizes(space)
     for b, stride in enumerate(space.setting_.block_strides):
-        for (op, e), k, se, skip, out in itertools.product(OPS, KERNELS, SE_RATIOS, SKIPS,
-                                                           space.block_filters(b)):
+        if max(_pick(space.block_repeats(b), allowed, b, "layers")) == 0:
+            continue
+        for (op, e), k, se, skip, out in itertools.product(*(
+                _pick(options, allowed, b, d) for options, d in (
+                    (OPS, "op"), (KERNELS, "kernel"), (SE_RATIOS, "se"), (SKIPS, "skip"),
+                    (space.block_filters(b), "filters")))):
             for cin in ins[b]:
                 # a 2-layer block yields its first layer (stride, channel change) and a repeat
                 blk = BlockSpec(op, k, e, se, skip, out, 2, stride)
@@ -59,6 +80,9 @@ def space_layers(space_name: str, setting: str | None = None) -> list[LayerSpec]
     space = get_space(space_name, setting)
     if isinstance(space, MnasNetSpace):
         return mnasnet_layers(space)
+    if isinstance(space, SlicedSpace) and isinstance(space.base, MnasNetSpace):
+        base, width = space.base, len(DECISIONS)
+        return mnasnet_layers(base, lambda b, d: space.allowed(width * b + DECISIONS.index(d)))
     found: dict[str, LayerSpec] = {}
     # FBNet: layer-wise choices, each layer's input is fixed by the plan.
     for t in range(space.choices[0]):

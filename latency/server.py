@@ -2,7 +2,8 @@
 
     GET  /health   -> {"fingerprint": ..., "device_id": ..., "queue": n, "max_upload_bytes": n}
     POST /measure  body: the .tflite bytes; header X-Mnas-Protocol: MeasureProtocol JSON
-                   (optional X-Mnas-Timeout: seconds, capped by the server's timeout)
+                   (optional X-Mnas-Timeout: seconds > 0, capped by the server's timeout;
+                   negative, zero, nan, inf or over a day is a 400)
                    -> Measurement JSON
 Every request needs "Authorization: Bearer TOKEN" (401 otherwise). Errors are JSON
 {"error": message}: 400 bad model or protocol, 411 no Content-Length, 413 upload over the
@@ -10,6 +11,10 @@ limit (checked before reading), 502/503 the device failed / is unreachable (e.g.
 unplugged), 504 measurement past the timeout. One measurement runs at a
 time; others wait in line. Plain HTTP: bind 127.0.0.1 (the default) and tunnel over SSH, or
 put it behind TLS, before sending tokens across a network.
+
+`serve` stops on SIGINT or SIGTERM within a second, whatever signal disposition the process
+inherited (`nohup cmd &` starts it with SIGINT ignored) and whatever connections are open:
+handlers are installed explicitly, connection threads are daemons and are not waited for.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
+import signal
 import socket
 import threading
 import time
@@ -37,6 +44,10 @@ DEFAULT_TIMEOUT_S = 300.0
 MIN_TOKEN_CHARS = 16
 #: Extra wait for a device that overruns its own deadline inside one long invoke.
 GRACE_S = 5.0
+#: Longest timeout a server or a request may ask for (a day); longer ones are mistakes.
+MAX_TIMEOUT_S = 86400.0
+#: How often serve_forever looks for a shutdown request (seconds).
+POLL_S = 0.2
 
 
 class HttpError(Exception):
@@ -49,6 +60,7 @@ class DeviceServer(ThreadingHTTPServer):
     """ThreadingHTTPServer holding one device and its measurement line."""
 
     daemon_threads = True
+    block_on_close = False  # server_close must not wait for idle keep-alive connections
 
     def __init__(self, address: tuple[str, int], device: Device, token: str,
                  max_upload_bytes: int, timeout_s: float) -> None:
@@ -197,13 +209,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _protocol(self) -> tuple[MeasureProtocol, float]:
         try:
-            text = self.headers.get(PROTOCOL_HEADER, "{}")
-            protocol = MeasureProtocol.from_dict(json.loads(text))
-            timeout_s = min(float(self.headers.get(TIMEOUT_HEADER, self.server.timeout_s)),
-                            self.server.timeout_s)
+            protocol = MeasureProtocol.from_dict(json.loads(self.headers.get(PROTOCOL_HEADER,
+                                                                             "{}")))
         except (ValueError, TypeError) as e:
-            raise HttpError(400, f"bad {PROTOCOL_HEADER}/{TIMEOUT_HEADER} header: {e}") from None
-        return protocol, timeout_s
+            raise HttpError(400, f"bad {PROTOCOL_HEADER} header: {e}") from None
+        raw = self.headers.get(TIMEOUT_HEADER)
+        if raw is None:
+            return protocol, self.server.timeout_s
+        try:
+            timeout_s = float(raw)
+        except ValueError:
+            timeout_s = math.nan
+        if not (math.isfinite(timeout_s) and 0 < timeout_s <= MAX_TIMEOUT_S):
+            raise HttpError(400, f"bad {TIMEOUT_HEADER} header {raw!r}: give seconds > 0 and "
+                                 f"<= {MAX_TIMEOUT_S:g}")
+        return protocol, min(timeout_s, self.server.timeout_s)
 
     def _measure(self) -> dict[str, Any]:
         protocol, timeout_s = self._protocol()
@@ -226,9 +246,9 @@ def make_server(device: Device, token: str, *, host: str = "127.0.0.1", port: in
     if len(token) < MIN_TOKEN_CHARS:
         raise ValueError(f"token of {len(token)} characters is too short (need {MIN_TOKEN_CHARS}); "
                          "make one with: python -c 'import secrets; print(secrets.token_hex(16))'")
-    if max_upload_bytes <= 0 or timeout_s <= 0:
-        raise ValueError(f"max_upload_bytes={max_upload_bytes} and timeout_s={timeout_s} "
-                         "must be > 0")
+    if max_upload_bytes <= 0 or not (math.isfinite(timeout_s) and 0 < timeout_s <= MAX_TIMEOUT_S):
+        raise ValueError(f"max_upload_bytes={max_upload_bytes} must be > 0 and timeout_s="
+                         f"{timeout_s} in (0, {MAX_TIMEOUT_S:g}] seconds")
     if host not in ("127.0.0.1", "localhost"):
         log.warning("binding %s: plain HTTP, the token crosses the network in clear; "
                     "prefer an SSH tunnel to 127.0.0.1", host)
@@ -239,16 +259,40 @@ def serve(device: Device, token: str, *, host: str = "127.0.0.1", port: int = 84
           max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
           timeout_s: float = DEFAULT_TIMEOUT_S, ready: Callable[[DeviceServer], None] | None = None
           ) -> None:
-    """Serve until interrupted (Ctrl-C / SIGINT)."""
+    """Serve until SIGINT or SIGTERM (handled explicitly when called from the main thread)."""
     server = make_server(device, token, host=host, port=port, max_upload_bytes=max_upload_bytes,
                          timeout_s=timeout_s)
     log.info("serving %s (device %s) on %s", server.fingerprint.cpu_model,
              server.fingerprint.device_id, server.url)
-    if ready is not None:
-        ready(server)
+    restore = _stop_on_signals(server)
     try:
-        server.serve_forever()
+        if ready is not None:
+            ready(server)
+        server.serve_forever(poll_interval=POLL_S)
     except KeyboardInterrupt:
         log.info("interrupted, shutting down")
     finally:
+        restore()
         server.server_close()
+
+
+def _stop_on_signals(server: DeviceServer) -> Callable[[], None]:
+    """Install SIGINT/SIGTERM handlers that shut `server` down; returns what restores the old
+    ones. (server.shutdown waits for serve_forever, so it runs in a thread of its own.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals reach the main thread only; its owner stops the server
+    stopping = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            log.info("%s received, shutting down", signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

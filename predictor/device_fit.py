@@ -8,13 +8,12 @@ multiplying with a reference median measured on the device.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from latency.lut import LatencyTable
+from latency.lut import LatencyTable, table_file
 from latency.lut_build import TABLE_PASSES, build_table
 from latency.lut_space import space_layers
 from latency.session import DeviceSession, setting_of
@@ -22,11 +21,7 @@ from latency.store import MeasurementStore
 from mnas_jax.space import ArchSpec, get_space, sample_tokens
 from predictor.baselines import Inputs, fit_baselines
 from predictor.metrics import report
-from predictor.model import LatencyPredictor, fit_predictor, ridge
-
-
-def table_file(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
-    return Path(workdir) / "tables" / f"{space}-{setting}-{device_id}.json"
+from predictor.model import LatencyPredictor, fit_predictor
 
 
 def predictor_dir(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
@@ -92,13 +87,22 @@ def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh
     return np.array([have[s.arch_id] for s in specs])
 
 
+def table_info_of(table: LatencyTable, path: str | Path | None = None) -> dict[str, Any]:
+    """What a predictor records of its table so that loading finds it again and checks it is
+    the same one (content hash): device, space, setting, unit of the entries used, file path."""
+    info = {"device_id": table.device_id, "space": table.space, "setting": table.setting,
+            "unit": "relative", "sha256": table.to_dict()["sha256"]}
+    return info if path is None else info | {"path": str(Path(path).resolve())}
+
+
 def fit_on_device(specs: Sequence[ArchSpec], relative: Sequence[float],
                   table: LatencyTable | None, *, fingerprint: dict[str, Any], seed: int = 0,
-                  space_name: str = "mnasnet") -> LatencyPredictor:
-    """Fit on reference-relative latencies; with a table its relative entries are features."""
+                  space_name: str = "mnasnet", table_path: str | Path | None = None
+                  ) -> LatencyPredictor:
+    """Fit on reference-relative latencies; with a table its relative entries are features
+    (`table_path`, where the table file lives, is recorded for loading it again)."""
     setting = setting_of(specs[0])
-    info = None if table is None else {"device_id": table.device_id, "space": table.space,
-                                       "setting": table.setting, "unit": "relative"}
+    info = None if table is None else table_info_of(table, table_path)
     return fit_predictor(list(specs), relative, space_name=space_name, setting=setting,
                          table=None if table is None else table.entries_relative,
                          ids=[s.arch_id for s in specs], unit="relative",
@@ -123,88 +127,3 @@ def evaluate(pred: LatencyPredictor, specs: Sequence[ArchSpec], measured: Sequen
             "coverage_1sd": float(np.mean(np.abs(np.asarray(value) - y) <= np.asarray(unc))),
             "predictions": {k: v.tolist() for k, v in predictions.items()},
             "measured": y.tolist(), "arch_ids": [s.arch_id for s in specs]}
-
-
-# Candidate inputs besides log pred_A, chosen per transfer by leave-one-out CV on the k points:
-# a device with another kernel library (e.g. XNNPACK off) weighs MACs, and depthwise MACs,
-# differently from device A; a device with another thread count mostly rescales.
-TRANSFER_COLUMNS: tuple[tuple[str, ...], ...] = ((), ("macs",), ("macs", "macs_dw"))
-TRANSFER_RIDGE = 0.1  # on standardized inputs
-
-
-def _transfer_inputs(base: LatencyPredictor, specs: Sequence[ArchSpec],
-                     columns: Sequence[str]) -> np.ndarray:
-    """[log pred_A, log(column + 1) ...] per spec; features are computed once."""
-    x = base.features(list(specs))
-    a = np.log(np.asarray(base.predict(x)[0]))[:, None]
-    if not columns:
-        return a
-    names = list(base.feature_names)
-    return np.concatenate([a, np.log(x[:, [names.index(c) for c in columns]] + 1.0)], axis=1)
-
-
-class TransferPredictor:
-    """Device B from device A's predictor and k measurements on B: log y_B is a ridge-regressed
-    linear function of log pred_A(x) and, when leave-one-out CV on the k points prefers it, of
-    log MACs and log depthwise MACs (TRANSFER_COLUMNS); below 5 points a scale only. The LOO
-    residual spread is the uncertainty."""
-
-    unit = "relative"
-
-    def __init__(self, base: LatencyPredictor, columns: tuple[str, ...], weights: tuple[float, ...],
-                 mean: tuple[float, ...], scale: tuple[float, ...], intercept: float,
-                 resid_sd: float, fingerprint: dict[str, Any] | None = None) -> None:
-        self.base, self.columns, self.weights = base, columns, weights
-        self.mean, self.scale, self.intercept = mean, scale, intercept
-        self.resid_sd, self.fingerprint = resid_sd, fingerprint
-
-    @property
-    def coef(self) -> dict[str, Any]:
-        return {"columns": ["log_pred_A", *self.columns], "weights": list(self.weights),
-                "intercept": self.intercept}
-
-    @classmethod
-    def fit(cls, base: LatencyPredictor, specs: Sequence[ArchSpec], y: Sequence[float],
-            fingerprint: dict[str, Any] | None = None) -> TransferPredictor:
-        if len(specs) < 2:
-            raise ValueError(f"transfer needs >= 2 measurements on the new device, got {len(specs)}")
-        b = np.log(np.asarray(y, float))
-        if len(specs) < 5:  # too few points for a slope: scale only
-            a = _transfer_inputs(base, specs, ())[:, 0]
-            c = float(np.mean(b - a))
-            sd = float(np.std(b - a - c, ddof=1)) if len(b) > 2 else 0.0
-            return cls(base, (), (1.0,), (0.0,), (1.0,), c, sd, fingerprint)  # y = e^c pred_A
-        best: tuple[float, tuple[str, ...]] | None = None
-        for columns in TRANSFER_COLUMNS:
-            if len(columns) + 1 > len(b) - 2:
-                continue
-            z = _transfer_inputs(base, specs, columns)
-            loo = []
-            for i in range(len(b)):
-                keep = np.arange(len(b)) != i
-                w, mu, sd, c = ridge(z[keep], b[keep], TRANSFER_RIDGE)
-                loo.append(b[i] - (c + ((z[i] - mu) / sd) @ w))
-            score = float(np.sqrt(np.mean(np.square(loo))))
-            if best is None or score < best[0]:
-                best = (score, columns)
-        assert best is not None
-        z = _transfer_inputs(base, specs, best[1])
-        w, mu, sd, c = ridge(z, b, TRANSFER_RIDGE)
-        return cls(base, best[1], tuple(map(float, w)), tuple(map(float, mu)),
-                   tuple(map(float, sd)), c, best[0], fingerprint)
-
-    def predict(self, specs: Sequence[ArchSpec]) -> tuple[np.ndarray, np.ndarray]:
-        z = _transfer_inputs(self.base, specs, self.columns)
-        value = np.exp(self.intercept + ((z - np.asarray(self.mean)) / np.asarray(self.scale))
-                       @ np.asarray(self.weights))
-        return value, value * self.resid_sd
-
-    def save(self, directory: str | Path, base_dir: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "transfer.json").write_text(json.dumps({
-            "kind": "transfer", "base": str(Path(base_dir).resolve()), "columns": self.columns,
-            "weights": self.weights, "mean": self.mean, "scale": self.scale,
-            "intercept": self.intercept, "resid_sd": self.resid_sd,
-            "fingerprint": self.fingerprint}, indent=1))
-        return directory

@@ -5,6 +5,11 @@ Never pickle: a predictor must keep loading after a library upgrade. The directo
 plain arrays, read with allow_pickle=False, so `refit` works after loading) and `metadata.json`
 (schema version, feature list, space, setting, device fingerprint, unit, training ids, library
 versions, creation time, sha256 of every other file). A save replaces the directory atomically.
+
+A predictor fitted with a device's lookup table needs that table again: `load_predictor` finds
+it as `table.json` in the directory, at the path recorded when it was fitted, or in the `tables/`
+folder of the work directory the predictor lives in, and checks its content hash. Transferred
+predictors (`predictor.transfer`) are saved and loaded through the same two functions.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ import shutil
 import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import xgboost as xgb
 
+from latency.lut import LatencyTable
 from predictor.features import TableLike, make_featurizer
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
 
+if TYPE_CHECKING:
+    from predictor.transfer import TransferPredictor
+
 SCHEMA_VERSION = 1
 KIND = "mnas-latency-predictor"
+TRANSFER_KIND = "mnas-transfer-predictor"  # predictor.transfer
 METADATA = "metadata.json"
 TRAINING = "training.npz"
+TABLE_FILE = "table.json"
 
 
 class PredictorMismatchError(ValueError):
@@ -85,6 +96,10 @@ def _write(path: Path, data: bytes) -> None:
 
 def save_predictor(pred: LatencyPredictor, directory: str | Path) -> Path:
     """Write the predictor to `directory` (replaced as a whole; a crash leaves the old one)."""
+    if getattr(pred, "kind", None) == TRANSFER_KIND:
+        from predictor.transfer import save_transfer
+
+        return save_transfer(pred, directory)
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
@@ -126,7 +141,7 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise PredictorFileError(f"{path} is truncated or not JSON; fit the predictor "
                                  "again") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+    if not isinstance(meta, dict) or meta.get("kind") not in (KIND, TRANSFER_KIND):
         raise PredictorFileError(f"{path} is not a latency predictor's metadata")
     if meta.get("schema") != SCHEMA_VERSION:
         raise PredictorFileError(f"{path} has schema {meta.get('schema')!r}; this version "
@@ -153,8 +168,8 @@ def _check_expected(meta: Mapping[str, Any], directory: Path, space: str | None,
             extra = f" (fingerprint {device})" if device else ""
             raise PredictorMismatchError(
                 f"predictor {str(directory)!r} is for {field} {have!r}{extra}, but "
-                f"{want!r} was expected; fit a predictor for {want!r} or pass "
-                "allow_mismatch=True (--allow-mismatch) to use it anyway")
+                f"{want!r} was expected; use a predictor fitted for {want!r} "
+                "('mnas predictor fit')")
 
 
 def _choice(d: Mapping[str, Any]) -> Choice:
@@ -168,24 +183,28 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
                    setting: str | None = None, device_id: str | None = None,
                    device_fingerprint: Mapping[str, Any] | None = None,
                    table: TableLike | None = None,
-                   allow_mismatch: bool = False) -> LatencyPredictor:
-    """Load and check a predictor. Expected space/setting/device (None: not checked) that
-    differ raise `PredictorMismatchError` unless `allow_mismatch`; a predictor fitted with a
-    lookup table needs that table again (`table`)."""
+                   allow_mismatch: bool = False) -> LatencyPredictor | TransferPredictor:
+    """Load and check a predictor (a transferred one too). Expected space/setting/device (None:
+    not checked) that differ raise `PredictorMismatchError` unless `allow_mismatch`; a predictor
+    fitted with a lookup table uses `table` if given, else finds its own (`predictor_table`)."""
     directory = Path(directory)
     meta = read_metadata(directory)
-    _check_files(directory, meta.get("files", {}))
     if device_fingerprint is not None:
         fp_id = device_id_of(device_fingerprint)
         if device_id is not None and device_id != fp_id:
             raise ValueError(f"device_id {device_id!r} and the fingerprint's id {fp_id!r} differ")
         device_id = fp_id
+    if meta["kind"] == TRANSFER_KIND:
+        from predictor.transfer import load_transfer
+
+        return load_transfer(directory, space=space, setting=setting, device_id=device_id,
+                             allow_mismatch=allow_mismatch)
+    _check_files(directory, meta.get("files", {}))
     if not allow_mismatch:
         _check_expected(meta, directory, space, setting, device_id)
     fs = meta["features"]
     if fs["uses_table"] and table is None:
-        raise ValueError(f"predictor {str(directory)!r} was fitted with a lookup table "
-                         f"({meta.get('table_info')}); pass the device's table (table=)")
+        table = _table_entries(_find_table(directory, meta), meta)
     featurizer = make_featurizer(meta["space"], meta["setting"],
                                  table if fs["uses_table"] else None)
     if list(featurizer.names) != list(fs["names"]):
@@ -213,3 +232,77 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
         tuple(boosters), featurizer, _choice(meta["choice"]), prior, meta["unit"],
         PredictorConfig.from_dict(meta["config"]), int(meta["seed"]), meta["device_fingerprint"],
         tuple(meta["train_ids"]), train_x, train_y, meta["created"], meta["table_info"])
+
+
+# -- the lookup table of a table-based predictor ----------------------------------------------
+def _table_candidates(directory: Path, info: Mapping[str, Any]) -> list[Path]:
+    name = f"{info.get('space')}-{info.get('setting')}-{info.get('device_id')}.json"
+    found = [directory / TABLE_FILE]
+    if info.get("path"):
+        found.append(Path(info["path"]))
+    found.append(directory.resolve().parent.parent / "tables" / name)  # WORKDIR/predictors/DIR
+    return list(dict.fromkeys(found))
+
+
+def _find_table(directory: Path, meta: Mapping[str, Any]) -> LatencyTable:
+    info = meta.get("table_info") or {}
+    tried = []
+    for path in _table_candidates(directory, info):
+        if not path.is_file():
+            tried.append(f"{path} (missing)")
+            continue
+        try:
+            table = LatencyTable.load(path, space=info.get("space"), setting=info.get("setting"),
+                                      device_id=info.get("device_id"))
+        except ValueError as e:
+            tried.append(f"{path} ({e})")
+            continue
+        if info.get("sha256") and table.to_dict()["sha256"] != info["sha256"]:
+            tried.append(f"{path} (rebuilt since the predictor was fitted)")
+            continue
+        return table
+    raise PredictorFileError(
+        f"predictor {str(directory)!r} was fitted with the lookup table of device "
+        f"{info.get('device_id')} ({info.get('space')}/{info.get('setting')}), which was not "
+        f"found: {'; '.join(tried)}. Copy that table file to {directory / TABLE_FILE}, or fit "
+        "the predictor again ('mnas predictor fit')")
+
+
+def _table_entries(table: LatencyTable, meta: Mapping[str, Any]) -> Mapping[str, float]:
+    unit = (meta.get("table_info") or {}).get("unit", meta.get("unit"))
+    return table.entries_relative if unit == "relative" else table.entries_ms
+
+
+def predictor_table(directory: str | Path) -> LatencyTable | None:
+    """The lookup table a predictor directory's predictor was fitted with (a transferred one:
+    its base's), or None for a predictor without one."""
+    directory = Path(directory)
+    meta = read_metadata(directory)
+    if meta["kind"] == TRANSFER_KIND:
+        return predictor_table(directory / meta["base"])
+    return _find_table(directory, meta) if meta["features"]["uses_table"] else None
+
+
+def replace_directory(directory: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Write a directory through `fill(tmp)` and swap it in as a whole (a crash leaves the old)."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        fill(tmp)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / "previous")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+# Public names of the file helpers, for predictor.transfer.
+file_sha256, write_synced, versions = _sha256, _write, _versions
+check_files, check_expected = _check_files, _check_expected

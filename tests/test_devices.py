@@ -303,13 +303,17 @@ def test_parse_new_format():
     assert stats.runs == 54 and stats.seconds == pytest.approx(54 * 18502.6e-6)
 
 
-def test_parse_old_format_falls_back_to_avg_and_std():
+def test_parse_old_format_stores_the_named_statistic():
+    """Without percentiles there is no median: avg or min, as the device's `stat` names."""
     warm, timed = parse_benchmark_output(OLD_FORMAT)
     assert warm.count == 1 and warm.min_us == 1337512
-    stats = run_stats(timed)
+    stats = run_stats(timed, "avg")
     assert stats.median_ms == pytest.approx(1295.63)
     assert stats.iqr_ms == pytest.approx(2410 * NORMAL_IQR / 1e3)
     assert stats.runs == 50
+    assert run_stats(timed, "min").median_ms == pytest.approx(1290.214)
+    with pytest.raises(DeviceError, match="no percentiles .* stat=min"):
+        run_stats(timed)
 
 
 def test_parse_logcat_prefixed_output():
@@ -378,7 +382,8 @@ def test_adb_command_lines(benchmark_binary, tflite_models):
     assert m.median_ms == pytest.approx(18.447) and m.warmup == 5 and m.retries == 0
     fp = m.fingerprint
     assert (fp.kind, fp.cpu_model, fp.threads, fp.delegate) == ("adb", "SDM835", 2, "none")
-    assert dict(fp.extra) == {"serial": "R58M123", "model": "Pixel 2", "cpu_mask": "f0"}
+    assert dict(fp.extra) == {"serial": "R58M123", "model": "Pixel 2", "cpu_mask": "f0",
+                              "statistic": "median"}
     assert fp.runtime == "tflite-benchmark_model" and fp.runtime_version.startswith("sha256:")
 
     device.measure(tflite_models["tiny"], protocol)  # binary pushed once, model every time

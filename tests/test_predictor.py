@@ -166,7 +166,7 @@ def test_cli_fit_and_predict(tmp_path, capsys):
 def test_transfer_to_a_device_with_another_profile():
     """Device B weighs MACs differently from device A (like XNNPACK off): 20 measurements on B
     and device A's predictor give B's latencies; fewer than 5 give a scale only; 1 is an error."""
-    from predictor.device_fit import TransferPredictor
+    from predictor.transfer import TransferPredictor
 
     space = get_space("mnasnet", "fmnist")
     specs = [space.decode(t) for t in sample_tokens(space.choices, 21, 260)]

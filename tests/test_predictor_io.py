@@ -118,7 +118,7 @@ def test_table_predictor_needs_its_table(tmp_path):
     pred = fit_predictor(tokens, y, space_name="fbnet", table=cost, config=CONFIG,
                          table_info={"device_id": "abc"})
     path = save_predictor(pred, tmp_path / "t")
-    with pytest.raises(ValueError, match="fitted with a lookup table"):
+    with pytest.raises(PredictorFileError, match="lookup table of device abc .* not found"):
         load_predictor(path)
     loaded = load_predictor(path, table=cost)
     np.testing.assert_array_equal(loaded.predict(tokens).value, pred.predict(tokens).value)

@@ -5,7 +5,9 @@ Accepted specs:
     local:threads=2,xnnpack=0,core=1   options, comma-separated, any subset
     adb:SERIAL                         Android phone; benchmark_model binary (for the phone)
                                        from $MNAS_BENCHMARK_MODEL
-    adb:SERIAL,threads=1,xnnpack=0,cpus=f0,benchmark=PATH,adb=PATH
+    adb:SERIAL,threads=1,xnnpack=0,cpus=f0,stat=median,benchmark=PATH,adb=PATH
+                                       stat: what is stored, median (default), min or avg
+                                       (see latency.devices.adb)
     http://HOST:PORT                   device server; token from $MNAS_DEVICE_TOKEN, or the file
                                        named by $MNAS_DEVICE_TOKEN_FILE
 Heavy runtimes are imported by the devices themselves, so parsing a spec is cheap.
@@ -24,7 +26,7 @@ __all__ = ["Device", "DeviceError", "DeviceUnreachable", "InvalidModelError",
            "check_tflite_bytes", "open_device", "SPEC_FORMS"]
 
 SPEC_FORMS = ("local", "local:threads=N,xnnpack=0|1,core=N", "adb:SERIAL[,threads=N,xnnpack=0|1,"
-              "cpus=HEXMASK,benchmark=PATH,adb=PATH]", "http://HOST:PORT")
+              "cpus=HEXMASK,stat=median|min|avg,benchmark=PATH,adb=PATH]", "http://HOST:PORT")
 TOKEN_ENV = "MNAS_DEVICE_TOKEN"
 TOKEN_FILE_ENV = "MNAS_DEVICE_TOKEN_FILE"
 BENCHMARK_ENV = "MNAS_BENCHMARK_MODEL"
@@ -88,7 +90,8 @@ def open_device(spec: str, env: Mapping[str, str] | None = None) -> Device:
     if kind == "adb":
         if not items or "=" in items[0]:
             raise _bad(spec, "missing the ADB serial (see `adb devices`)")
-        opts = _options(spec, items[1:], {"threads", "xnnpack", "cpus", "benchmark", "adb"})
+        opts = _options(spec, items[1:], {"threads", "xnnpack", "cpus", "stat", "benchmark",
+                                          "adb"})
         binary = opts.get("benchmark") or env.get(BENCHMARK_ENV)
         if not binary:
             raise _bad(spec, "no benchmark_model binary: add benchmark=PATH or set "
@@ -98,5 +101,5 @@ def open_device(spec: str, env: Mapping[str, str] | None = None) -> Device:
         return AdbDevice(items[0], binary, adb=opts.get("adb", "adb"),
                          threads=_int(spec, "threads", opts.get("threads", "1")),
                          xnnpack=_flag(spec, "xnnpack", opts.get("xnnpack", "1")),
-                         cpu_mask=opts.get("cpus"))
+                         cpu_mask=opts.get("cpus"), statistic=opts.get("stat", "median"))
     raise _bad(spec, "unknown device kind")

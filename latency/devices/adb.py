@@ -7,9 +7,16 @@ lines, times in microseconds); run `mnas device info --device adb:SERIAL` and on
 by hand before trusting a new phone.
 
 benchmark_model reports summary statistics only, not per-run times, so:
-- median is its `median=` field (newer builds) or its `avg=` field (older builds);
+- the statistic stored as the measurement's `median_ms` is named by the device option
+  `stat` and recorded in the fingerprint (extra `statistic`): `median` (the default) is the
+  `median=` field, printed by builds whose statistics have percentiles; builds without
+  percentiles have no median, and measuring with `stat=median` fails with a message saying so:
+  choose `stat=min` (the fastest run, robust to runs the OS preempted) or `stat=avg`;
 - IQR is estimated from p5/p95 assuming normal noise ((p95 - p5) * 1.349 / 3.29), or from
-  std when the percentiles are missing; CV is IQR / 1.349 / median as for local devices.
+  std when the percentiles are missing; CV is IQR / 1.349 / the statistic, as for local devices.
+A warm-up phase of 0 runs ("count=0") is accepted; a timed phase of 0 runs is an error.
+`profile` runs benchmark_model with `--enable_op_profiling=true` and returns its output (parsed
+by latency.profile).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from latency.protocol import (NORMAL_IQR, MeasureProtocol, MeasurementTimeout, R
 
 #: Distance between the 5th and 95th percentiles of a normal distribution, in std units.
 NORMAL_P5_P95 = 3.2897
+#: What a measurement's `median_ms` holds on an ADB device (device option `stat`).
+STATISTICS = ("median", "min", "avg")
 
 _RUN_HEADER = "Running benchmark for at least"
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -73,9 +82,12 @@ class BenchmarkStats(NamedTuple):
 
 def _stats_line(line: str) -> BenchmarkStats:
     v = {k: float(x) for k, x in _STAT.findall(line)}
+    if v.get("count") == 0:  # no runs (e.g. --warmup_runs=0): "count=0", percentiles 0 if any
+        nan = float("nan")
+        return BenchmarkStats(0, nan, nan, nan, nan, None, None, None)
     if "count" not in v or ("avg" not in v and "curr" not in v):
         raise DeviceError(f"benchmark_model statistics line without count/avg: {line!r}")
-    avg = v.get("avg", v.get("curr"))  # a single run prints only count= and curr=
+    avg = v.get("avg", v.get("curr"))  # runs all the same time print only count= and curr=
     return BenchmarkStats(int(v["count"]), v.get("min", avg), v.get("max", avg), avg,
                           v.get("std", 0.0), v.get("median"), v.get("p5"), v.get("p95"))
 
@@ -97,12 +109,22 @@ def parse_benchmark_output(output: str) -> tuple[BenchmarkStats, BenchmarkStats]
         if line is None:
             raise DeviceError("benchmark_model output has a phase without a count= line")
         stats.append(_stats_line(line))
+    if stats[1].count == 0:
+        raise DeviceError("benchmark_model output has no timed runs (count=0 in the timed "
+                          "phase); check --num_runs/--min_secs")
     return stats[0], stats[1]
 
 
-def run_stats(timed: BenchmarkStats) -> RunStats:
-    """Convert benchmark_model's timed-phase summary to RunStats (see module docstring)."""
-    median_ms = (timed.median_us if timed.median_us is not None else timed.avg_us) / 1e3
+def run_stats(timed: BenchmarkStats, statistic: str = "median") -> RunStats:
+    """Convert benchmark_model's timed-phase summary to RunStats; `statistic` (median, min or
+    avg) is what goes into `median_ms` (see module docstring)."""
+    if statistic == "median" and timed.median_us is None:
+        raise DeviceError(
+            "this benchmark_model prints no percentiles (an older build), so the median is "
+            "unknown: add stat=min (fastest run) or stat=avg to the device spec "
+            "(adb:SERIAL,stat=min), or use a newer benchmark_model")
+    value_us = {"median": timed.median_us, "min": timed.min_us, "avg": timed.avg_us}[statistic]
+    median_ms = value_us / 1e3
     if timed.p5_us is not None and timed.p95_us is not None:
         iqr_ms = (timed.p95_us - timed.p5_us) / NORMAL_P5_P95 * NORMAL_IQR / 1e3
     else:
@@ -128,9 +150,11 @@ class AdbDevice:
     def __init__(self, serial: str, benchmark_binary: str | Path, *, adb: str = "adb",
                  remote_dir: str = "/data/local/tmp/mnas", threads: int = 1,
                  xnnpack: bool = True, cpu_mask: str | None = None,
-                 runner: Runner | None = None) -> None:
+                 statistic: str = "median", runner: Runner | None = None) -> None:
         if not serial:
             raise ValueError("empty ADB serial: use the serial shown by `adb devices`")
+        if statistic not in STATISTICS:
+            raise ValueError(f"stat={statistic!r}: use one of {', '.join(STATISTICS)}")
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads={threads!r}: use a positive integer")
         if cpu_mask is not None and not re.fullmatch(r"[0-9a-fA-F]+", cpu_mask):
@@ -147,6 +171,7 @@ class AdbDevice:
             runner = subprocess_runner
         self.serial, self.adb, self.remote_dir = serial, adb, remote_dir.rstrip("/")
         self.threads, self.xnnpack, self.cpu_mask = threads, xnnpack, cpu_mask
+        self.statistic = statistic
         self._run = runner
         self._lock = threading.Lock()
         self._pushed = False
@@ -192,7 +217,8 @@ class AdbDevice:
             soc = (props.get("ro.soc.model") or props.get("ro.board.platform")
                    or props.get("ro.hardware") or "unknown")
             digest = hashlib.sha256(self.binary.read_bytes()).hexdigest()[:12]
-            extra = {"serial": self.serial, "model": props.get("ro.product.model", "unknown")}
+            extra = {"serial": self.serial, "model": props.get("ro.product.model", "unknown"),
+                     "statistic": self.statistic}
             if self.cpu_mask is not None:
                 extra["cpu_mask"] = self.cpu_mask
             self._fingerprint = Fingerprint(
@@ -208,6 +234,13 @@ class AdbDevice:
             self._check(self._shell("chmod", "755", self.remote_binary))
             self._pushed = True
 
+    def _push_model(self, model_bytes: bytes) -> None:
+        self._push_binary()
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model.tflite"
+            local.write_bytes(bytes(model_bytes))
+            self._check(self._adb("push", str(local), self.remote_model))
+
     def measure(self, model_bytes: bytes, protocol: MeasureProtocol,
                 timeout_s: float | None = None) -> Measurement:
         """Push the model, run benchmark_model (again while the CV is too high), parse."""
@@ -215,18 +248,27 @@ class AdbDevice:
         fingerprint = self.fingerprint()
         run_timeout = timeout_s if timeout_s is not None else protocol.max_seconds + 120.0
         with self._lock:
-            self._push_binary()
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / "model.tflite"
-                local.write_bytes(bytes(model_bytes))
-                self._check(self._adb("push", str(local), self.remote_model))
+            self._push_model(model_bytes)
             warmups: list[int] = []
 
             def attempt() -> RunStats:
                 warm, timed = parse_benchmark_output(
                     self._check(self.benchmark_command(protocol), run_timeout))
                 warmups.append(warm.count)
-                return run_stats(timed)
+                return run_stats(timed, self.statistic)
 
             stats, retries = measure_with_retries(attempt, protocol)
         return to_measurement(stats, fingerprint, warmups[-1], retries)
+
+    def profile(self, model_bytes: bytes, protocol: MeasureProtocol,
+                timeout_s: float | None = None) -> str:
+        """benchmark_model's output with `--enable_op_profiling=true` (per-op times; see
+        latency.profile.parse_op_profile)."""
+        check_tflite_bytes(model_bytes)
+        self.fingerprint()
+        with self._lock:
+            self._push_model(model_bytes)
+            argv = self.benchmark_command(protocol)
+            argv[-1] += " --enable_op_profiling=true"
+            return self._check(argv, timeout_s if timeout_s is not None
+                               else protocol.max_seconds + 120.0)

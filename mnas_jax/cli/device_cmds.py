@@ -25,9 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="file holding the bearer token clients must send")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; tunnel over SSH from elsewhere)")
-    serve.add_argument("--max-upload-mb", type=float, default=64.0, help="upload limit (MB)")
+    serve.add_argument("--max-upload-mb", type=float, default=64.0,
+                       help="upload limit (MB, default 64)")
     serve.add_argument("--timeout", type=float, default=300.0,
-                       help="seconds per request, waiting in line included")
+                       help="seconds per request, waiting in line included (default 300)")
+    serve.add_argument("--json", action="store_true",
+                       help="print the ready line (URL, device id, fingerprint) as JSON")
     serve.set_defaults(func=_serve)
 
     info = dsub.add_parser("info", help="print a device's fingerprint")
@@ -40,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = ssub.add_parser("export", help="write every stored measurement to CSV")
     export.add_argument("--workdir", required=True, type=Path, help="work directory")
     export.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write")
+    export.add_argument("--json", action="store_true",
+                        help="print the result (file, row count) as one JSON line")
     export.set_defaults(func=_store_export)
 
 
@@ -71,16 +76,22 @@ def _serve(args: argparse.Namespace) -> int:
     from latency.devices.base import DeviceError
     from latency.server import serve
 
+    from latency.server import MAX_TIMEOUT_S
+
     token = read_token_file(args.token_file)
-    if args.max_upload_mb <= 0 or args.timeout <= 0:
-        raise UserError(f"--max-upload-mb {args.max_upload_mb} and --timeout {args.timeout} "
-                        "must be positive")
+    if not args.max_upload_mb > 0 or not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise UserError(f"--max-upload-mb {args.max_upload_mb} must be > 0 and --timeout "
+                        f"{args.timeout} in (0, {MAX_TIMEOUT_S:g}] seconds")
     device = _open(args.device)
 
-    def ready(server) -> None:
+    def ready(server) -> None:  # the command's result: where to reach the device
         fp = server.fingerprint
-        sys.stdout.write(f"serving {args.device} ({fp.cpu_model}, {fp.delegate}, "
-                         f"{fp.threads} thread(s), device {fp.device_id}) on {server.url}\n")
+        if args.json:
+            print_json({"url": server.url, "device": args.device, "device_id": fp.device_id,
+                        "fingerprint": fp.to_dict()})
+        else:
+            sys.stdout.write(f"serving {args.device} ({fp.cpu_model}, {fp.delegate}, "
+                             f"{fp.threads} thread(s), device {fp.device_id}) on {server.url}\n")
         sys.stdout.flush()
 
     try:
@@ -117,5 +128,8 @@ def _store_export(args: argparse.Namespace) -> int:
 
     with MeasurementStore.in_workdir(args.workdir, create=False) as store:
         n = store.export_csv(args.output)
-    sys.stdout.write(f"wrote {n} measurements to {args.output}\n")
+    if args.json:
+        print_json({"output": str(args.output), "measurements": n})
+    else:
+        sys.stdout.write(f"wrote {n} measurements to {args.output}\n")
     return 0

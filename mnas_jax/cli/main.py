@@ -1,6 +1,7 @@
 """Entry point of the `mnas` command. Each command group lives in its own module with a
-`register(subparsers)` function; this file only wires them and turns user mistakes into one line
-on stderr with exit status 2."""
+`register(subparsers)` function; this file only wires them and turns user mistakes (exit status
+2) and device, server, timeout and conversion failures (exit status 1) into one line on stderr
+(see mnas_jax.cli.errors; `--debug` shows the traceback)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from typing import Sequence
 
 from mnas_jax.cli.errors import UserError
+from mnas_jax.cli.errors import exit_status, one_line
 
 # Command modules, in help order. Imported lazily so `mnas --help` stays fast.
 COMMAND_MODULES = (
@@ -28,9 +30,15 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mnas", description="Latency-model-first platform-aware neural architecture search."
-    )
+        prog="mnas", description="Latency-model-first platform-aware neural architecture search.",
+        epilog="Results go to stdout (--json: one JSON object per line), progress and status to "
+               "stderr. Exit status 2: a bad value or missing file; 1: the device, the device "
+               "server or the converter failed.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the version of mnas-jax and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -44,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    """The installed distribution's version ('unknown' for a source tree never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mnas-jax")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
@@ -52,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, ConnectionError) as e:
-        print(f"mnas: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one line for mistakes and failures; a bug keeps its traceback
+        status = exit_status(e)
+        if status is None or (args.debug and not isinstance(e, UserError)):
+            raise  # (a UserError is the CLI's own check: its traceback shows nothing more)
+        print(f"mnas: error: {one_line(e)}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print("mnas: interrupted", file=sys.stderr)
         return 130

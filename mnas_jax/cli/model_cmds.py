@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = ms.add_parser("summary", help="layers, parameters and multiply-adds of an architecture")
     s.add_argument("arch", help="reference name, spec string, or JSON file")
     s.add_argument("--setting", default="imagenet", help="setting for reference names")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     s.set_defaults(func=_summary)
 
 

@@ -1,7 +1,10 @@
 """`mnas predictor fit|predict`: thin wrappers over predictor.*.
 
-`fit --data CSV` fits on external measurements (the Pixel 2 FBNet data); device-based fitting
-(`--device`, sampling and measuring what the store lacks) plugs into `_fit` as another source.
+`fit --data CSV` fits on external measurements (the Pixel 2 FBNet data); `fit --device D`
+samples and measures what the store lacks on the device (building its lookup table first);
+`fit --device D --transfer-from DIR` measures k archs on device D and transfers device A's
+predictor in DIR (predictor.transfer). Every kind is loaded with `predictor.io.load_predictor`
+by `predict`, `validate` and `mnas search --predictor`.
 """
 
 from __future__ import annotations
@@ -36,26 +39,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_validate_parser(ps)
 
 
+SPACE_HELP = ("mnasnet (or a slice of it, e.g. mnasnet@op=2,kernel=0,se=0,skip=1,filters=1: "
+              "see 'mnas space describe') or, with --data, fbnet")
+
+
 def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f = ps.add_parser("fit", help="fit a predictor and report its error beside baselines")
     f.add_argument("--data", type=Path, help="external measurements CSV (e.g. "
                    "data/fbnet-phones/pixel2.csv)")
-    f.add_argument("--space", required=True, help="search space of the architectures (fbnet)")
-    f.add_argument("--train-size", type=int, default=1000, help="training archs (default 1000)")
+    f.add_argument("--space", required=True, help=SPACE_HELP)
+    f.add_argument("--train-size", type=int, default=1000,
+                   help="training archs of --data (default 1000)")
     f.add_argument("--test-size", type=int, default=None,
-                   help="held-out archs (default: min(1000, the rest))")
-    f.add_argument("--seed", type=int, default=0, help="seed of the split and the boosters")
+                   help="held-out archs of --data (default: min(1000, the rest))")
+    f.add_argument("--seed", type=int, default=0, help="seed of the samples, split and boosters")
     f.add_argument("-o", "--output", type=Path, default=None,
-                   help="predictor directory (default predictors/<device>-<space>)")
-    f.add_argument("--json", action="store_true", help="print the report as JSON")
-    f.add_argument("--setting", default=None, help="imagenet|fmnist (mnasnet, with --device)")
-    f.add_argument("--device", default=None, help="fit on measurements of this device")
+                   help="predictor directory (default: predictors/<device>-<space> with --data, "
+                        "WORKDIR/predictors/<space>-<setting>-<device id> with --device)")
+    f.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    f.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr)")
+    f.add_argument("--setting", default=None, help="imagenet (default) or fmnist (with --device)")
+    f.add_argument("--device", default=None, help="fit on measurements of this device "
+                   "(local[:opts], adb:SERIAL[,opts], http://HOST:PORT)")
     f.add_argument("--n", type=int, default=None,
                    help="architectures to sample and measure (default 300; with "
-                        "--transfer-from, k measurements on the new device)")
+                        "--transfer-from, k measurements on the new device, default 20)")
     f.add_argument("--workdir", default=".", help="store, tables and predictors live here")
     f.add_argument("--transfer-from", type=Path, default=None,
-                   help="predictor directory of another device to transfer from")
+                   help="predictor directory of another device to transfer from (with --device)")
     f.set_defaults(func=_fit)
     return f
 
@@ -63,16 +74,21 @@ def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v = ps.add_parser("validate", help="measure fresh archs on the device and report the "
                       "predictor's error beside baselines (table + PNG + JSON)")
-    v.add_argument("--space", default="mnasnet")
-    v.add_argument("--setting", default="imagenet")
-    v.add_argument("--device", default="local")
-    v.add_argument("--n", type=int, default=50)
-    v.add_argument("--seed", type=int, default=1000)
-    v.add_argument("--workdir", default=".")
+    v.add_argument("--space", default=None,
+                   help="space of the default predictor (default mnasnet; with --model: its own)")
+    v.add_argument("--setting", default=None,
+                   help="setting of the default predictor (default imagenet; with --model: its "
+                        "own)")
+    v.add_argument("--device", default="local", help="device to measure on (default local)")
+    v.add_argument("--n", type=int, default=50, help="fresh architectures to measure (default 50)")
+    v.add_argument("--seed", type=int, default=1000, help="seed of the fresh samples")
+    v.add_argument("--workdir", default=".", help="store, tables and predictors live here")
     v.add_argument("--model", type=Path, default=None, help="predictor directory (default: the "
                    "one 'mnas predictor fit' wrote for this device)")
-    v.add_argument("-o", "--output", type=Path, default=None, help="report directory")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("-o", "--output", type=Path, default=None,
+                   help="report directory (default WORKDIR/reports/validate-<device>-<setting>)")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    v.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
     v.set_defaults(func=_validate)
     return v
 
@@ -94,47 +110,76 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_external(args)
     if args.device is None:
         raise UserError("pass --data CSV (external measurements) or --device D (measure)")
-    if args.space != "mnasnet":
-        raise UserError(f"device fitting needs a lookup table: use --space mnasnet, not "
-                        f"{args.space!r}")
+    if args.space.split("@")[0] != "mnasnet":
+        raise UserError(f"device fitting needs a lookup table: use --space mnasnet (or a slice "
+                        f"mnasnet@...), not {args.space!r}")
+    if args.n is not None and args.n < (2 if args.transfer_from else 3):
+        raise UserError(f"--n {args.n}: measure at least {2 if args.transfer_from else 3} "
+                        "architectures")
+    if args.transfer_from is not None:
+        return _fit_transfer(args)
     return _fit_device(args)
 
 
 def _fit_device(args: argparse.Namespace) -> int:
+    from latency.lut import table_file
     from latency.session import DeviceSession
     from mnas_jax.space import get_space
     from predictor import device_fit as df
-    from predictor.io import load_predictor, save_predictor
+    from predictor.io import TABLE_FILE, save_predictor
 
-    setting = get_space(args.space, args.setting).setting
+    space = get_space(args.space, args.setting)
+    setting = space.setting
     with DeviceSession.open(args.device, args.workdir) as session:
         fp = session.device.fingerprint()
-        if args.transfer_from is not None:
-            base = load_predictor(args.transfer_from, space=args.space, setting=setting,
-                                  allow_mismatch=True)
-            k = args.n or 20
-            specs = df.sample_specs(args.space, setting, k, args.seed + 77)
-            y = df.measure_relative(session, specs, progress=not args.json)
-            tp = df.TransferPredictor.fit(base, specs, y, fp.to_dict())
-            out = args.output or df.predictor_dir(args.workdir, args.space, setting,
-                                                  fp.device_id).with_name(
-                f"{args.space}-{setting}-{fp.device_id}-transfer")
-            tp.save(out, args.transfer_from)
-            info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id}
-            print_json(info) if args.json else print(
-                f"transfer predictor from {args.transfer_from} with k={k}: {out}")
-            return 0
-        table = df.ensure_table(session, args.workdir, args.space, setting,
-                                progress=not args.json)
-        specs = df.sample_specs(args.space, setting, args.n or 300, args.seed)
-        y = df.measure_relative(session, specs, progress=not args.json)
-        pred = df.fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed)
-    out = args.output or df.predictor_dir(args.workdir, args.space, setting, fp.device_id)
+        table = df.ensure_table(session, args.workdir, space.name, setting,
+                                progress=not args.quiet)
+        specs = df.sample_specs(space.name, setting, args.n or 300, args.seed)
+        y = df.measure_relative(session, specs, progress=not args.quiet)
+        pred = df.fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed,
+                                space_name=space.name, table_path=table_file(
+                                    args.workdir, space.name, setting, fp.device_id))
+    out = args.output or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
     save_predictor(pred, out)
+    table.save(out / TABLE_FILE)  # the directory carries its table
     info = {"predictor_dir": str(out), "n_train": len(specs), "device": fp.device_id,
-            "unit": "relative", "target": str(pred.choice)}
+            "space": space.name, "setting": setting, "unit": "relative",
+            "target": pred.choice.target}
     print_json(info) if args.json else print(f"predictor on {len(specs)} measured archs "
                                              f"({fp.device_id}): {out}")
+    return 0
+
+
+def _fit_transfer(args: argparse.Namespace) -> int:
+    from latency.session import DeviceSession
+    from mnas_jax.space import get_space
+    from predictor import device_fit as df
+    from predictor.io import load_predictor, predictor_table, save_predictor
+    from predictor.transfer import TransferPredictor
+
+    space = get_space(args.space, args.setting)
+    setting = space.setting
+    base = load_predictor(args.transfer_from, space=space.name, setting=setting)
+    with DeviceSession.open(args.device, args.workdir) as session:
+        fp = session.device.fingerprint()
+        if fp.device_id == base.device_id:
+            raise UserError(f"--transfer-from {args.transfer_from} is a predictor of this very "
+                            f"device ({fp.device_id}): transfer to another --device")
+        k = args.n or 20
+        specs = df.sample_specs(space.name, setting, k, args.seed + 77)
+        y = df.measure_relative(session, specs, progress=not args.quiet)
+        refs = [r.record.median_ms for r in session.store.measurements(
+            kind="reference", device_id=fp.device_id)][-20:]
+    tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=predictor_table(
+        args.transfer_from), reference_ms=float(np.median(refs)) if refs else None)
+    out = args.output or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
+    save_predictor(tp, out)
+    info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id,
+            "base": str(args.transfer_from), "base_device": base.device_id,
+            "space": space.name, "setting": setting, "unit": "relative"}
+    print_json(info) if args.json else print(
+        f"transfer predictor from {args.transfer_from} with k={k} archs measured on "
+        f"{fp.device_id}: {out}")
     return 0
 
 
@@ -142,24 +187,31 @@ def _validate(args: argparse.Namespace) -> int:
     from latency.session import DeviceSession
     from mnas_jax.space import get_space
     from predictor import device_fit as df
-    from predictor.io import load_predictor
+    from predictor.io import load_predictor, read_metadata
     from predictor.metrics import plot_predicted_vs_measured
 
-    setting = get_space(args.space, args.setting).setting
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: validate on at least 1 fresh architecture")
+    if args.model is not None:  # the predictor's own space and setting unless given
+        meta = read_metadata(args.model)
+        space = get_space(args.space or meta["space"], args.setting or meta["setting"])
+    else:
+        space = get_space(args.space or "mnasnet", args.setting or "imagenet")
+    setting = space.setting
     with DeviceSession.open(args.device, args.workdir) as session:
         fp = session.device.fingerprint()
-        table = df.ensure_table(session, args.workdir, args.space, setting, not args.json)
-        model = args.model or df.predictor_dir(args.workdir, args.space, setting, fp.device_id)
+        model = args.model or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
         if not model.exists():
             raise UserError(f"no predictor at {model}; fit one first: mnas predictor fit "
-                            f"--space {args.space} --setting {setting} --device {args.device}")
-        pred = load_predictor(model, space=args.space, setting=setting, device_id=fp.device_id,
-                              table=table.entries_relative)
-        specs = df.sample_specs(args.space, setting, args.n, args.seed, set(pred.train_ids))
-        y = df.measure_relative(session, specs, fresh=True, progress=not args.json)
+                            f"--space {space.name} --setting {setting} --device {args.device}")
+        pred = load_predictor(model, space=space.name, setting=setting, device_id=fp.device_id)
+        specs = df.sample_specs(space.name, setting, args.n, args.seed, set(pred.train_ids))
+        y = df.measure_relative(session, specs, fresh=True, progress=not args.quiet)
     rep = df.evaluate(pred, specs, y)
     out = args.output or Path(args.workdir) / "reports" / f"validate-{fp.device_id}-{setting}"
     out.mkdir(parents=True, exist_ok=True)
+    rep |= {"predictor_dir": str(model), "device": fp.device_id, "space": space.name,
+            "setting": setting, "report": str(out / REPORT_NAME), "plot": str(out / PLOT_NAME)}
     (out / REPORT_NAME).write_text(json.dumps(rep, indent=1) + "\n")
     series = {k: (np.array(rep["predictions"][k]), np.array(rep["measured"]))
               for k in ("predictor", "table_scale", "macs_linear") if k in rep["predictions"]}
@@ -220,32 +272,41 @@ def _arch_inputs(texts: Sequence[str], space_name: str, setting: str) -> list[An
         if space_name == "fbnet" and len(text.split()) == len(space.choices):
             out.append(space.decode(space.parse_ops(text)))
         else:
-            out.append(parse_arch(text, setting if space_name == "mnasnet" else "imagenet"))
+            out.append(parse_arch(text, "imagenet" if space_name == "fbnet" else setting))
     return out
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from predictor.io import load_predictor
+    from predictor.io import load_predictor, predictor_table
 
     pred = load_predictor(args.model)
+    transferred = getattr(pred, "base", None) is not None
+    table = None if transferred else predictor_table(args.model)
+    # ms from the relative unit: the reference's median on the predictor's device
+    ref_ms = getattr(pred, "reference_ms", None) if transferred else (
+        None if table is None else table.reference_ms)
     specs = _arch_inputs(args.arch, pred.space, pred.setting)
     value, unc = pred.predict(specs)
     rows = []
     for spec, v, u in zip(specs, np.atleast_1d(value), np.atleast_1d(unc)):
         ms = pred.unit == "ms"
-        rows.append({"arch_id": spec.arch_id, "unit": pred.unit,
-                     "predicted_ms": float(v) if ms else None,
+        scale = 1.0 if ms else ref_ms
+        rows.append({"arch_id": spec.arch_id, "unit": pred.unit, "device": pred.device_id,
+                     "predicted_ms": None if scale is None else float(v) * scale,
                      "predicted_relative": None if ms else float(v),
-                     "uncertainty_ms": float(u) if ms else None,
+                     "uncertainty_ms": None if scale is None else float(u) * scale,
                      "uncertainty_relative": None if ms else float(u),
-                     "lut_ms": None})
+                     "reference_ms": None if ms else ref_ms,
+                     "lut_ms": None if table is None else table.sum_ms(spec),
+                     "lut_relative": None if table is None else table.sum_relative(spec)})
     if args.json:
         for r in rows:
             print_json(r)
         return 0
     key = "ms" if pred.unit == "ms" else "relative"
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     print_table(f"predicted latency ({pred.space}/{pred.setting}, {args.model})",
-                ("arch_id", f"predicted ({key})", "+-1 sd"),
-                [(r["arch_id"], f"{r['predicted_' + key]:.4g}",
-                  f"{r['uncertainty_' + key]:.2g}") for r in rows])
+                ("arch_id", f"predicted ({key})", "+-1 sd", "predicted ms", "table sum ms"),
+                [(r["arch_id"], f"{r['predicted_' + key]:.4g}", f"{r['uncertainty_' + key]:.2g}",
+                  fmt(r["predicted_ms"], ".4g"), fmt(r["lut_ms"], ".4g")) for r in rows])
     return 0

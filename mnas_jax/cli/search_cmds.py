@@ -14,18 +14,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default=None, help="named variant of the config (e.g. smoke)")
     p.add_argument("--workdir", required=True, help="store, tables, checkpoints and report")
     p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--executor", choices=("local", "ray"), default=None)
+    p.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where children train: in this process (local) or on a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
     p.add_argument("--resume", action="store_true", help="continue the search in --workdir")
+    p.add_argument("--predictor", type=Path, default=None,
+                   help="use this predictor directory (fitted or transferred for the search's "
+                        "device) instead of building a table and fitting one")
+    p.add_argument("--json", action="store_true",
+                   help="print the report's summary (summary.json) as one JSON line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (status lines still go to stderr)")
     p.set_defaults(func=_search)
 
 
 def _search(args: argparse.Namespace) -> int:
+    """Also `--predictor DIR` (a predictor instead of table + fit), `--json`, `--quiet`."""
+    import functools
+
+    from mnas_jax.cli.output import print_json
+    from mnas_jax.search import pipeline
     from mnas_jax.search.config import load_config
-    from mnas_jax.search.pipeline import run_search
+    run_search = functools.partial(pipeline.run_search, predictor=args.predictor,
+                                   progress=not args.quiet)
 
     config = load_config(args.config, args.variant)
     out = run_search(config, args.workdir, device=args.device, executor=args.executor,
                      ray_address=args.address, resume=args.resume)
-    print(out / "report.md")
+    if args.json:
+        import json
+
+        print_json({"report": str(out / "report.md")} | json.loads(
+            (out / "summary.json").read_text()))
+    else:
+        print(out / "report.md")
     return 0

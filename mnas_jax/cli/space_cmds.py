@@ -7,21 +7,24 @@ import argparse
 from mnas_jax.cli.output import print_json, print_table
 from mnas_jax.space import SPACES, get_space, sample_tokens, space_settings, space_size
 
+SPACE_HELP = (f"{' or '.join(SPACES)}, or a slice of mnasnet that fixes decisions to a choice "
+              "index, in every block or in one: mnasnet@op=2,kernel=0,b3.skip=1")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="describe or sample a search space")
     ss = p.add_subparsers(dest="space_command", metavar="ACTION")
     ss.required = True
     d = ss.add_parser("describe", help="size and per-decision choice counts")
-    d.add_argument("--space", required=True, choices=SPACES)
+    d.add_argument("--space", required=True, help=SPACE_HELP)
     d.add_argument("--setting", default=None, help="imagenet|fmnist (mnasnet); cifar100 (fbnet)")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print the description as one JSON line")
     d.set_defaults(func=_describe)
     s = ss.add_parser("sample", help="uniform seeded samples, one spec per line")
-    s.add_argument("--space", required=True, choices=SPACES)
-    s.add_argument("--setting", default=None)
-    s.add_argument("--n", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--space", required=True, help=SPACE_HELP)
+    s.add_argument("--setting", default=None, help="imagenet|fmnist (mnasnet); cifar100 (fbnet)")
+    s.add_argument("--n", type=int, default=1, help="how many architectures (default 1)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.set_defaults(func=_sample)
 

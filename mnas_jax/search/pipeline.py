@@ -64,10 +64,40 @@ def _status(msg: str) -> None:
     Console(stderr=True).print(f"[bold cyan]mnas search[/]: {msg}")
 
 
+def given_predictor(path: str | Path, workdir: Path, pdir: Path, resume: bool, space: Any,
+                    device_id: str) -> tuple[Any, Any]:
+    """`mnas search --predictor DIR`: (predictor, space searched). DIR holds a predictor fitted
+    or transferred for the search's device; calibration refits go to the run's copy in `pdir`
+    (DIR stays as it is; its lookup table, if any, is copied to WORKDIR/tables/ where the copy
+    finds it). A predictor fitted on a slice of the config's space restricts the search to it."""
+    from latency.lut import table_file
+    from predictor.io import load_predictor, predictor_table
+
+    if resume and pdir.exists():
+        pred = load_predictor(pdir, setting=space.setting, device_id=device_id)
+    else:
+        pred = load_predictor(path, setting=space.setting, device_id=device_id)
+        table = None if getattr(pred, "base", None) is not None else predictor_table(path)
+        if table is not None and not table_file(workdir, table.space, table.setting,
+                                                table.device_id).exists():
+            table.save(table_file(workdir, table.space, table.setting, table.device_id))
+        save_predictor(pred, pdir)
+    if pred.space.startswith(space.name + "@"):
+        space = get_space(pred.space, space.setting)
+    elif pred.space != space.name and not space.name.startswith(pred.space + "@"):
+        raise ValueError(f"--predictor {path} is for space {pred.space!r}, not the config's "
+                         f"{space.name!r}: use a predictor fitted on this space")
+    _status(f"predictor {path} ({len(pred.train_ids)} archs measured on the device); "
+            f"searching {space.name}")
+    return pred, space
+
+
 def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None = None,
                executor: str | None = None, ray_address: str | None = None,
-               resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) the search; returns the report directory."""
+               resume: bool = False, progress: bool = True,
+               predictor: str | Path | None = None) -> Path:
+    """Run (or resume) the search; returns the report directory. `predictor`: a predictor
+    directory to use instead of building a table and fitting one (see `given_predictor`)."""
     workdir = Path(workdir)
     config = dataclasses.replace(config, device=device or config.device,
                                  executor=executor or config.executor,
@@ -85,25 +115,30 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
         fp = session.device.fingerprint()
         _status(f"device {config.device} ({fp.device_id}), run {run_id}")
         table = None
-        if config.use_table:
+        if config.use_table and predictor is None:
             _status(f"lookup table for {config.space}/{setting} (built once per device)")
             table = df.ensure_table(session, workdir, config.space, setting, progress,
                                         passes=config.table_passes)
         pdir = workdir / "predictors" / f"{run_id}"
-        _status(f"predictor: {config.predictor_archs} architectures measured on the device")
-        train_specs = df.sample_specs(config.space, setting, config.predictor_archs,
-                                      config.seed + 1)
-        y = df.measure_relative(session, train_specs, progress=progress)
-        if resume and pdir.exists():
-            from predictor.io import load_predictor
-
-            pred = load_predictor(pdir, space=config.space, setting=setting,
-                                  device_id=fp.device_id,
-                                  table=None if table is None else table.entries_relative)
+        if predictor is not None:
+            pred, space = given_predictor(predictor, workdir, pdir, resume, space, fp.device_id)
+            train_specs = df.sample_specs(space.name, setting, config.predictor_archs,
+                                          config.seed + 1)  # re-measured on large drift only
         else:
-            pred = df.fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(),
-                                    seed=config.seed)
-            save_predictor(pred, pdir)
+            _status(f"predictor: {config.predictor_archs} architectures measured on the device")
+            train_specs = df.sample_specs(config.space, setting, config.predictor_archs,
+                                          config.seed + 1)
+            y = df.measure_relative(session, train_specs, progress=progress)
+            if resume and pdir.exists():
+                from predictor.io import load_predictor
+
+                pred = load_predictor(pdir, space=config.space, setting=setting,
+                                      device_id=fp.device_id,
+                                      table=None if table is None else table.entries_relative)
+            else:
+                pred = df.fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(),
+                                        seed=config.seed)
+                save_predictor(pred, pdir)
         estimator = PredictorEstimator(pred, pdir)
         if target.is_relative:
             if target.reference_name != "mobilenetv2":
