@@ -23,7 +23,6 @@ from latency.measurement import Measurement
 from latency.protocol import MeasureProtocol, MeasurementTimeout
 from latency.server import make_server
 from mnas_jax.cli import device_cmds
-from mnas_jax.cli.errors import UserError
 
 TOKEN = "test-token-0123456789abcdef"
 LIMIT = 256 * 1024
@@ -242,7 +241,7 @@ def test_cli_device_info_json(capsys):
 def test_cli_device_info_errors(monkeypatch):
     monkeypatch.setenv("MNAS_DEVICE_TOKEN", TOKEN)
     args = parse(["device", "info", "--device", f"http://127.0.0.1:{free_port()}"])
-    with pytest.raises(UserError, match="not reachable"):
+    with pytest.raises(DeviceUnreachable, match="not reachable"):  # main: one line, exit 1
         args.func(args)
     args = parse(["device", "info", "--device", "tpu"])
     with pytest.raises(ValueError, match="device spec 'tpu'"):

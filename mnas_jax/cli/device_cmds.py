@@ -48,16 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_store_export)
 
 
-def _open(spec: str):
-    from latency.devices import open_device
-    from latency.devices.base import DeviceError
-
-    try:
-        return open_device(spec)
-    except (DeviceError, PermissionError, TimeoutError) as e:
-        raise UserError(str(e)) from None
-
-
 def read_token_file(path: Path) -> str:
     """The token in `path`; warns when others may read it."""
     if not path.is_file():
@@ -73,16 +63,14 @@ def read_token_file(path: Path) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from latency.devices.base import DeviceError
-    from latency.server import serve
-
-    from latency.server import MAX_TIMEOUT_S
+    from latency.devices import open_device
+    from latency.server import MAX_TIMEOUT_S, serve
 
     token = read_token_file(args.token_file)
     if not args.max_upload_mb > 0 or not 0 < args.timeout <= MAX_TIMEOUT_S:
         raise UserError(f"--max-upload-mb {args.max_upload_mb} must be > 0 and --timeout "
                         f"{args.timeout} in (0, {MAX_TIMEOUT_S:g}] seconds")
-    device = _open(args.device)
+    device = open_device(args.device)
 
     def ready(server) -> None:  # the command's result: where to reach the device
         fp = server.fingerprint
@@ -98,21 +86,17 @@ def _serve(args: argparse.Namespace) -> int:
         serve(device, token, host=args.host, port=args.port,
               max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout,
               ready=ready)
-    except (DeviceError, PermissionError, TimeoutError) as e:
-        raise UserError(str(e)) from None
+    except (ConnectionError, PermissionError, TimeoutError):
+        raise  # a device or server failure (exit status 1), not a bad --host/--port
     except OSError as e:
         raise UserError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    from latency.devices.base import DeviceError
+    from latency.devices import open_device
 
-    device = _open(args.device)
-    try:
-        fp = device.fingerprint()
-    except (DeviceError, PermissionError, TimeoutError) as e:
-        raise UserError(str(e)) from None
+    fp = open_device(args.device).fingerprint()
     if args.json:
         print_json({"device_id": fp.device_id, **fp.to_dict()})
     else:
