@@ -96,8 +96,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                executor: str | None = None, ray_address: str | None = None,
                resume: bool = False, progress: bool = True,
                predictor: str | Path | None = None) -> Path:
-    """Run (or resume) the search; returns the report directory. `predictor`: a predictor
-    directory to use instead of building a table and fitting one (see `given_predictor`)."""
+    """Run (or resume) the search; returns the report directory."""
     workdir = Path(workdir)
     config = dataclasses.replace(config, device=device or config.device,
                                  executor=executor or config.executor,
