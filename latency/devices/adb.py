@@ -1,10 +1,11 @@
 """An Android phone over ADB, timed by TFLite's `benchmark_model` binary.
 
 UNTESTED ON HARDWARE: no phone was reachable while this was written. The command lines and the
-output parser are tested against benchmark_model's documented output format (the
-"count=... first=... curr=... min=... max=... avg=... std=... [p5=... median=... p95=...]"
-lines, times in microseconds); run `mnas device info --device adb:SERIAL` and one measurement
-by hand before trusting a new phone.
+output parser are tested against benchmark_model's output formats (the "count=... first=...
+curr=... min=... max=... avg=... std=... [p5=... median=... p95=...]" lines of its Stat
+classes, times in microseconds) and end to end against a SIMULATED phone (tests/fakes/adb and
+tests/fakes/benchmark_model, which runs the model through LiteRT here); run `mnas device info
+--device adb:SERIAL` and one measurement by hand before trusting a new phone.
 
 benchmark_model reports summary statistics only, not per-run times, so:
 - the statistic stored as the measurement's `median_ms` is named by the device option

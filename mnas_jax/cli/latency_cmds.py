@@ -167,6 +167,9 @@ def _profile(args: argparse.Namespace) -> int:
                   fmt(r["ratio"])) for r in rows])
     print(f"sum of per-op times {totals['profiled_ms']:.4f} ms (+{unowned:.4f} ms in ops no "
           f"layer owns); table sum {fmt(totals['table_ms'])} ms")
+    if table is None:
+        print(f"no table of device {fp.device_id} in {Path(args.workdir) / 'tables'} holds these "
+              "layers: build one with 'mnas latency build-lut' (or pass --table)")
     return 0
 
 

@@ -151,6 +151,7 @@ def _fit_device(args: argparse.Namespace) -> int:
 
 
 def _fit_transfer(args: argparse.Namespace) -> int:
+    from latency.measurement import model_hash
     from latency.session import DeviceSession
     from mnas_jax.space import get_space
     from predictor import device_fit as df
@@ -168,8 +169,9 @@ def _fit_transfer(args: argparse.Namespace) -> int:
         k = args.n or 20
         specs = df.sample_specs(space.name, setting, k, args.seed + 77)
         y = df.measure_relative(session, specs, progress=not args.quiet)
+        ref_hash = model_hash(session.reference_bytes(setting))  # this setting's reference
         refs = [r.record.median_ms for r in session.store.measurements(
-            kind="reference", device_id=fp.device_id)][-20:]
+            kind="reference", device_id=fp.device_id) if r.record.model_hash == ref_hash][-20:]
     tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=predictor_table(
         args.transfer_from), reference_ms=float(np.median(refs)) if refs else None)
     out = args.output or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
