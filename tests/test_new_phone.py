@@ -3,7 +3,8 @@ are read from README.md, so the README shows what this test runs. Real parts onl
 CPU through LiteRT as device A (`local`) and as the new device B (`local:xnnpack=0`), real
 exports, a real SQLite store, a real (smoke) search with Flax training on Fashion-MNIST.
 
-Slow (about 8 minutes on 2 busy cores): kept out of the default run; the pieces it joins are
+Slow (20 minutes on 2 cores shared with two other jobs, load average 7-10): kept out of the
+default run; the pieces it joins are
 tested fast in tests/test_transfer.py, tests/test_cli_conventions.py and tests/test_fake_phone.py.
 """
 
@@ -14,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,9 @@ def run_walkthrough(workdir: Path, commands: list[str]) -> tuple[list[str], str]
     assert proc.returncode == 0, proc.stderr[-4000:]
     outputs = re.split(rf"^{MARK} \d+\n", proc.stdout, flags=re.M)[1:]
     assert len(outputs) == len(commands)
+    starts = [float(m) for m in re.findall(rf"^{MARK} \d+ (\S+) ", proc.stderr, flags=re.M)]
+    for cmd, t0, t1 in zip(commands, starts, starts[1:] + [time.time()]):
+        print(f"{t1 - t0:7.1f} s  {cmd}")  # shown with pytest -s
     return outputs, proc.stderr
 
 

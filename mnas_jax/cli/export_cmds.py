@@ -39,8 +39,8 @@ def _export(args: argparse.Namespace) -> int:
                                 "first or choose another -o path")
     try:
         data = Exporter(args.cache_dir, memory_bytes=0).export(spec, seed=args.seed)
-    except ExportError as e:
-        raise UserError(f"cannot export {args.arch!r}: {e}") from None
+    except ExportError as e:  # a conversion failure: one line, exit status 1
+        raise ExportError(f"cannot export {args.arch!r}: {e}") from None
     write_atomic(args.output, data)
     counts = op_counts(data)
     if args.json:
