@@ -269,8 +269,6 @@ def serve(device: Device, token: str, *, host: str = "127.0.0.1", port: int = 84
         if ready is not None:
             ready(server)
         server.serve_forever(poll_interval=POLL_S)
-    except KeyboardInterrupt:
-        log.info("interrupted, shutting down")
     finally:
         restore()
         server.server_close()

@@ -34,7 +34,8 @@ FOREIGN_FLAGS = {"graph", "num_threads", "warmup_runs", "warmup_min_secs", "num_
 SOURCES = ("mnas_jax", "latency", "predictor", "calibration")
 
 
-def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+def commands(parser: argparse.ArgumentParser, prefix: str = ""
+             ) -> dict[str, argparse.ArgumentParser]:
     """Every leaf command ('predictor fit', ...) and its parser."""
     out = {}
     for action in parser._actions:
