@@ -147,3 +147,18 @@ def test_wrong_token_against_a_real_server(monkeypatch, capsys):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_progress_bars_draw_on_stderr(capsys):
+    """The table build's and the measurements' bars: stdout stays for results."""
+    from latency.drift import _progress
+    from latency.lut_build import _Progress
+
+    with _Progress(True, 2, "table mnasnet/fmnist") as advance:
+        advance()
+        advance()
+    with _progress(True, 2) as advance:
+        advance("a")
+        advance("b")
+    out, err = capsys.readouterr()
+    assert out == "" and "table mnasnet/fmnist" in err

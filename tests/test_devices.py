@@ -316,6 +316,22 @@ def test_parse_old_format_stores_the_named_statistic():
         run_stats(timed)
 
 
+def test_parse_no_warmup_and_all_same_runs():
+    """benchmark_model's Stat lines for 0 runs ("count=0", --warmup_runs=0) and for runs that
+    all took the same time ("count=N curr=X(all same)", no min/avg)."""
+    text = NEW_FORMAT.replace(
+        "count=5 first=24811 curr=18420 min=18377 max=24811 avg=19711.2 std=2551 p5=18377 "
+        "median=18431 p95=24811", "count=0 p5=0 median=0 p95=0").replace(
+        "count=54 first=18466 curr=18392 min=18305 max=19620 avg=18502.6 std=236 p5=18322 "
+        "median=18447 p95=19010", "count=3 curr=18392(all same) p5=18392 median=18392 p95=18392")
+    warm, timed = parse_benchmark_output(text)
+    assert warm.count == 0 and timed.count == 3
+    stats = run_stats(timed)
+    assert stats.median_ms == stats.min_ms == pytest.approx(18.392) and stats.iqr_ms == 0.0
+    with pytest.raises(DeviceError, match="no timed runs"):
+        parse_benchmark_output(text.replace("count=3 curr=18392(all same)", "count=0"))
+
+
 def test_parse_logcat_prefixed_output():
     logcat = "\n".join(f"07-14 13:14:52.859 22838 22838 I tflite  : {line}"
                        for line in NEW_FORMAT.splitlines())
