@@ -7,8 +7,8 @@ runner, `mnas device serve` over HTTP on 127.0.0.1, exports, the SQLite store.
 
 The whole chain through the server (serve -> build-lut -> predictor fit -> validate -> profile)
 is slow (5 minutes on 2 cores shared with other jobs, load average ~10) and kept out of the
-default run; the default run
-measures through the server, every output format, unplugging, and op profiles.
+default run; the default run measures through the server, every output format, unplugging,
+and op profiles.
 """
 
 from __future__ import annotations
