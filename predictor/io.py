@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 import xgboost as xgb
 
+from mnas_jax.files import replace_dir_atomic
 from predictor.features import TableLike, make_featurizer
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
 
@@ -84,11 +85,11 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def save_predictor(pred: LatencyPredictor, directory: str | Path) -> Path:
-    """Write the predictor to `directory` (replaced as a whole; a crash leaves the old one)."""
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
+    """Write the predictor to `directory`, replaced as a whole in one atomic step: at every
+    instant a reader (or a process killed mid-save) finds the old predictor or the new one,
+    never a missing or partial directory (see mnas_jax.files.replace_dir_atomic)."""
+
+    def fill(tmp: Path) -> None:
         files = {}
         for k, booster in enumerate(pred.boosters):
             name = f"booster_{k}.json"
@@ -99,17 +100,8 @@ def save_predictor(pred: LatencyPredictor, directory: str | Path) -> Path:
         files[TRAINING] = _sha256(tmp / TRAINING)
         meta = metadata_of(pred) | {"files": files}
         _write(tmp / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, old / "previous")
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return replace_dir_atomic(directory, fill)
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
