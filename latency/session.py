@@ -93,11 +93,10 @@ class DeviceSession:
         info = {s.arch_id: (s.arch_id, s.to_json()) for s in unique}
         session_id = session_id or new_session_id()
 
-        def store_round(result: InterleavedResult) -> None:
-            for r in interleaved_records(result, self.protocol, session=session_id,
-                                         source=self.source, kind=kind, reference_key=REFERENCE,
-                                         arch_info=info):
-                self.store.append(r)
+        def store_round(result: InterleavedResult) -> None:  # one transaction: a pass is stored whole
+            self.store.append_many(interleaved_records(result, self.protocol, session=session_id,
+                                                       source=self.source, kind=kind,
+                                                       reference_key=REFERENCE, arch_info=info))
 
         return measure_rounds(self.device, items, ref, self.protocol,
                               self.rounds if rounds is None else rounds, progress=progress,

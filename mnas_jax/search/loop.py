@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mnas_jax.reward import RewardConfig
-from mnas_jax.search.types import Calibrator, ChildResult, Evaluator, LatencyEstimator
+from mnas_jax.search.types import CalibrationHook, ChildResult, Evaluator, LatencyEstimator
 from mnas_jax.space import ArchSpec, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
 
 def run_loop(*, run_id: str, workdir: Path, space: SearchSpace, config: LoopConfig,
              reward: RewardConfig, searcher: Any, searcher_from_bytes: Callable[[bytes], Any],
-             estimator: LatencyEstimator, evaluator: Evaluator, calibrator: Calibrator | None,
+             estimator: LatencyEstimator, evaluator: Evaluator, calibrator: CalibrationHook | None,
              append_sample: Callable[[dict[str, Any]], None],
              stored_samples: Callable[[str], list[dict[str, Any]]],
              on_step: Callable[[int, dict[str, Any]], None] | None = None) -> Any:

@@ -132,6 +132,7 @@ def proxy() -> TrainConfig:
         ema_decay=None,
         evaluate_test=False,
         log_every=20,
+        layerwise=True,
     )
 
 
@@ -151,6 +152,7 @@ def smoke() -> TrainConfig:
         ema_decay=None,
         evaluate_test=False,
         log_every=2,
+        layerwise=True,
     )
 
 
