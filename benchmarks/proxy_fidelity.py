@@ -12,8 +12,7 @@ Every training appends one JSON line to runs/proxy-fidelity/results.jsonl as it 
 benchmark runs in pieces and resumes where it stopped (kill it at any time):
 
     python -m benchmarks.proxy_fidelity select               # pick and measure the architectures
-    python -m benchmarks.proxy_fidelity train --budget reference
-    python -m benchmarks.proxy_fidelity train --budget r16-s60,r16-s120
+    python -m benchmarks.proxy_fidelity train --budget reference,r16-s30,r16-s60,r16-s120,r16-s240,r32-s40
     python -m benchmarks.proxy_fidelity report               # -> benchmarks/reports/proxy_fidelity.*
 """
 
@@ -52,8 +51,8 @@ def budgets() -> dict[str, Any]:
         "r32-s40-model": dataclasses.replace(proxy(), name="r32-s40-model", max_steps=40, input_size=None,
                                              layerwise=False, val_limit=1000, eval_batch_size=256),
     }
-    for res in (16, 32):
-        for steps in (30, 60, 120, 240):
+    for res, steps_list in ((16, (30, 60, 120, 240)), (32, (40, 120))):
+        for steps in steps_list:
             name = f"r{res}-s{steps}"
             out[name] = dataclasses.replace(proxy(), name=name, max_steps=steps, input_size=res, val_limit=1000,
                                             layerwise=True)
@@ -124,6 +123,14 @@ def interleaved(archs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _progress(label: str, every: int = 50) -> Any:
+    def on_step(step: int, total: int, loss: float | None) -> None:
+        if step % every == 0 and loss is not None:
+            print(f"  {label}: step {step}/{total} loss {loss:.3f}", flush=True)
+
+    return on_step
+
+
 def train(archs: list[dict[str, Any]], names: list[str], results: Path) -> None:
     import jax
 
@@ -138,10 +145,12 @@ def train(archs: list[dict[str, Any]], names: list[str], results: Path) -> None:
         raise SystemExit(f"unknown budget(s) {unknown}; choose from {sorted(table)}")
     cache = StageCache()
     data: dict[int, Any] = {}
-    for name in names:
-        config = table[name]
-        seeds = (REFERENCE_SEED,) if name == "reference" else PROXY_SEEDS
-        for arch in interleaved(archs):
+    # architecture-major: every prefix of the run has all budgets of its archs (tau is computable
+    # on whatever part has run when the run is stopped)
+    for arch in interleaved(archs):
+        for name in names:
+            config = table[name]
+            seeds = (REFERENCE_SEED,) if name == "reference" else PROXY_SEEDS
             for seed in seeds:
                 if (arch["arch_id"], name, seed) in done_runs(results):
                     continue
@@ -150,7 +159,8 @@ def train(archs: list[dict[str, Any]], names: list[str], results: Path) -> None:
                 if size not in data:
                     data[size] = load_fashion_mnist(input_size=size)
                 start = time.perf_counter()
-                res = train_and_evaluate(spec, config, jax.random.key(seed), data[size], stage_cache=cache)
+                res = train_and_evaluate(spec, config, jax.random.key(seed), data[size], stage_cache=cache,
+                                         on_step=_progress(f"{name} {arch['name']} seed {seed}"))
                 wall = time.perf_counter() - start
                 row = {"arch_id": arch["arch_id"], "name": arch["name"], "budget": name, "seed": seed,
                        "wall_seconds": wall, "images": res.steps * config.batch_size,
