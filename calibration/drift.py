@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from mnas_jax.files import write_atomic
 
 
 def round_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -22,30 +22,25 @@ def round_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[
 
 def write_series(rounds: Sequence[dict[str, Any]], out_dir: Path) -> tuple[Path, Path | None]:
     """calibration.json and calibration.png (error per round over search steps)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "calibration.json"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(list(rounds), f, indent=1)
-    os.replace(tmp, path)
+    from matplotlib.figure import Figure
+
+    path = write_atomic(Path(out_dir) / "calibration.json", json.dumps(list(rounds), indent=1))
     if not rounds:
         return path, None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [r["step"] for r in rounds]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
     ax.plot(steps, [r["before_refit"]["mean_abs_pct"] for r in rounds], "o-",
             label="error of the predictor before the round's refit")
+    after = [(r["step"], r["after_refit"]["mean_abs_pct"]) for r in rounds if r.get("after_refit")]
+    if after:
+        ax.plot(*zip(*after), "s--", label="after the refit (same candidates)")
     ax.axhline(10, color="gray", ls="--", lw=0.8, label="10%")
     ax.set_xlabel("search step")
     ax.set_ylabel("mean |pred/measured - 1| (%)")
     ax.set_title("predictor error on fresh device measurements")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png = out_dir / "calibration.png"
+    png = Path(out_dir) / "calibration.png"
     fig.savefig(png, dpi=120)
-    plt.close(fig)
     return path, png

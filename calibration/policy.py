@@ -58,7 +58,8 @@ def choose(samples: Sequence[dict[str, Any]], measured: set[str], policy: Calibr
                 picked.append((s, why))
 
     cands = list(pool.values())
-    take(sorted(cands, key=lambda s: -s["reward"]), policy.n_best, "best_reward")
+    rewarded = [s for s in cands if s.get("reward") is not None]  # screened ones have none
+    take(sorted(rewarded, key=lambda s: -s["reward"]), policy.n_best, "best_reward")
     take(sorted(cands, key=lambda s: -s["uncertainty"] / max(s["predicted_latency"], 1e-12)),
          policy.n_uncertain, "uncertain")
     rng = np.random.default_rng(seed)

@@ -33,7 +33,7 @@ VARIANTS = {
         MAIN, name="fmnist-smoke", steps=2, batch_size=2, use_table=False, predictor_archs=8,
         calibration=CalibrationPolicy(every=1, n_best=1, n_uncertain=1, n_random=0),
         train_preset="smoke", train_steps=None, train_limit=None, val_limit=None,
-        report_top_k=1, baselines=("mobilenetv2-0.35",)),
+        report_top_k=1, report_seeds=2, check_rounds=2, baselines=("mobilenetv2-0.35",)),
     "long": dataclasses.replace(MAIN, name="fmnist-long", steps=40, batch_size=8,
                                 predictor_archs=150, train_steps=300, train_limit=20_000,
                                 val_limit=5_000),

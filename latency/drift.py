@@ -8,8 +8,10 @@ a ratio that stays put. The reference's own series is the device's drift record.
 What is left is the spread of one measurement itself: the same model timed back to back with a
 fresh interpreter differs by ~1% here (memory layout, caches), so one ratio of two such
 measurements moves by ~1.5% between passes. `combine_rounds` averages that down: k rounds of
-R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the geometric mean of
-each candidate's k ratios; every round is stored as measured.
+R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the median of each
+candidate's k ratios (for 2 rounds their mean; from 3 rounds on, one round the machine
+disturbed no longer moves the result: small models, ~1 ms, had single rounds 20% off); every
+round is stored as measured.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], refe
 
 
 def combine_rounds(rounds: Sequence[InterleavedResult]) -> InterleavedResult:
-    """One result from several rounds over the same candidates: per candidate the geometric mean
-    of its relative latencies and of its reference medians, the median of its medians, the min
+    """One result from several rounds over the same candidates: per candidate the median of its
+    relative latencies, the geometric mean of its reference medians, the median of its medians, the min
     of its mins, all runs counted; the references of every round in order (the drift record)."""
     if not rounds:
         raise ValueError("combine_rounds needs at least one round")
@@ -138,7 +140,7 @@ def combine_rounds(rounds: Sequence[InterleavedResult]) -> InterleavedResult:
             seconds=sum(m.seconds for m in ms), retries=sum(m.retries for m in ms))
         out.append(CandidateResult(key, cs[0].model_hash, merged,
                                    gmean([c.reference_ms for c in cs]),
-                                   gmean([c.relative for c in cs])))
+                                   statistics.median([c.relative for c in cs])))
     refs = tuple(p for r in rounds for p in r.reference)
     return InterleavedResult(tuple(out), refs, rounds[0].reference_hash)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,8 +21,22 @@ from mnas_jax.space import ArchSpec, LayerSpec
 _EXPORTER: Any = None  # one per converter process, created by _init
 
 
-def _init(cache_dir: str | None, cores: list[int] | None) -> None:
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """End this worker as soon as the process that started it is gone (a SIGKILLed search must
+    not leave a converter holding gigabytes, nor, through it, multiprocessing's resource
+    tracker). Polling the parent id works whichever thread started the worker."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mnas-parent-watch", daemon=True).start()
+
+
+def _init(cache_dir: str | None, cores: list[int] | None, parent: int) -> None:
     global _EXPORTER
+    _exit_with_parent(parent)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if cores:
         os.sched_setaffinity(0, set(cores))
@@ -48,7 +64,7 @@ class PrefetchExporter:
         ctx = multiprocessing.get_context("spawn")
         self._pool = cf.ProcessPoolExecutor(
             max_workers=1, mp_context=ctx, initializer=_init,
-            initargs=(str(cache_dir) if cache_dir else None, sorted(cores) if cores else None))
+            initargs=(str(cache_dir) if cache_dir else None, sorted(cores) if cores else None, os.getpid()))
         self.ahead = ahead
 
     def _run(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ setting, and the store.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,10 +78,11 @@ class DeviceSession:
         return next(self.exporter.archs([reference(REFERENCE, setting)]))
 
     def measure_archs(self, specs: Sequence[ArchSpec], *, progress: bool = False,
-                      kind: str = "arch", rounds: int | None = None) -> InterleavedResult:
+                      kind: str = "arch", rounds: int | None = None,
+                      session_id: str | None = None) -> InterleavedResult:
         """Measure R A1 R A2 ... R (reference = MobileNetV2 of the setting) `rounds` times
-        (default: the session's); store every row of every round; return the rounds combined
-        (see latency.drift.combine_rounds)."""
+        (default: the session's); store every row of every round (under `session_id`, default a
+        fresh id); return the rounds combined (see latency.drift.combine_rounds)."""
         settings = {setting_of(s) for s in specs}
         if len(settings) != 1:
             raise ValueError(f"architectures of several settings {sorted(settings)}: measure "
@@ -89,14 +91,37 @@ class DeviceSession:
         ref = self.reference_bytes(settings.pop())
         items = list(zip([s.arch_id for s in unique], self.exporter.archs(unique)))
         info = {s.arch_id: (s.arch_id, s.to_json()) for s in unique}
-        session_id = new_session_id()
+        session_id = session_id or new_session_id()
 
-        def store_round(result: InterleavedResult) -> None:
-            for r in interleaved_records(result, self.protocol, session=session_id,
-                                         source=self.source, kind=kind, reference_key=REFERENCE,
-                                         arch_info=info):
-                self.store.append(r)
+        def store_round(result: InterleavedResult) -> None:  # one transaction: a pass is stored whole
+            self.store.append_many(interleaved_records(result, self.protocol, session=session_id,
+                                                       source=self.source, kind=kind,
+                                                       reference_key=REFERENCE, arch_info=info))
 
         return measure_rounds(self.device, items, ref, self.protocol,
                               self.rounds if rounds is None else rounds, progress=progress,
                               on_round=store_round)
+
+    def measure_tagged(self, specs: Sequence[ArchSpec], tag: str, rounds: int, *,
+                       progress: bool = False) -> list[float]:
+        """Relative latency per spec from `rounds` passes stored under the session `tag`.
+
+        Resumable: passes that an earlier, killed run stored under the same tag are reused and
+        only the missing passes are measured, so nothing stored is measured twice. Each value is
+        the median over the passes (robust to one pass the machine disturbed).
+        """
+        unique = list({s.arch_id: s for s in specs}.values())
+
+        def stored() -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {}
+            for row in self.store.measurements(session=tag, kind="arch"):
+                if row.record.arch_id is not None and row.record.relative is not None:
+                    out.setdefault(row.record.arch_id, []).append(row.record.relative)
+            return out
+
+        have = stored()
+        done = min(len(have.get(s.arch_id, ())) for s in unique)
+        if done < rounds:
+            self.measure_archs(unique, progress=progress, rounds=rounds - done, session_id=tag)
+            have = stored()
+        return [statistics.median(have[s.arch_id]) for s in specs]

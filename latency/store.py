@@ -14,7 +14,7 @@ import os
 import secrets
 import sqlite3
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -219,7 +219,22 @@ class MeasurementStore:
     # -- writing ---------------------------------------------------------------------------
     def append(self, record: MeasurementRecord) -> int:
         """Append one measurement (its own transaction); returns its id."""
-        r = record
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[MeasurementRecord]) -> list[int]:
+        """Append measurements in one transaction: all of them are stored or none (a pass of an
+        interleaved measurement is never half stored); returns their ids."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [self._insert(r) for r in records]
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return ids
+
+    def _insert(self, r: MeasurementRecord) -> int:
         values = (utc_now(), r.device_id, r.fingerprint.to_json(), r.model_hash, r.arch_id,
                   r.arch_spec, r.kind, r.key, canonical_json(r.protocol.to_dict()), r.median_ms,
                   r.min_ms, r.iqr_ms, r.cv, r.runs, r.warmup, r.seconds, r.retries,

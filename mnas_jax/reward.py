@@ -62,7 +62,9 @@ def reward(acc: Any, lat: Any, target: Any, alpha: float, beta: float) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
-    """Target latency T (ms, already resolved) and the two exponents of the reward."""
+    """Target latency T and the two exponents of the reward. T is in the unit LAT(m) comes in
+    (milliseconds, or multiples of a reference model measured beside it): the reward only uses
+    the ratio LAT / T."""
 
     target: float
     alpha: float
@@ -70,7 +72,7 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.target) and self.target > 0):
-            raise ValueError(f"reward target must be a finite latency > 0 ms, got {self.target!r}")
+            raise ValueError(f"reward target must be a finite latency > 0, got {self.target!r}")
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -78,7 +80,7 @@ class RewardConfig:
 
     @classmethod
     def preset(cls, name: str, target: float) -> RewardConfig:
-        """Build the `soft` or `hard` setting of the paper for target T (ms)."""
+        """Build the `soft` or `hard` setting of the paper for target T (in LAT's unit)."""
         if name not in PRESETS:
             raise ValueError(
                 f"unknown reward preset {name!r}; choose one of {sorted(PRESETS)} "

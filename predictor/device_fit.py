@@ -70,9 +70,10 @@ def stored_log_relative(store: MeasurementStore, device_id: str) -> dict[str, li
 
 
 def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
-    """arch_id -> geometric mean of every reference-relative latency stored for this device
-    (each round of each measurement is a row; more rows, less noise)."""
-    return {k: float(np.exp(np.mean(v))) for k, v in stored_log_relative(store, device_id).items()}
+    """arch_id -> median of every reference-relative latency stored for this device (each
+    round of each measurement is a row; more rows, less noise; the median, as
+    latency.drift.combine_rounds, so one disturbed round does not move it)."""
+    return {k: float(np.median(np.exp(v))) for k, v in stored_log_relative(store, device_id).items()}
 
 
 def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh: bool = False,

@@ -19,16 +19,15 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import xgboost as xgb
 
 from latency.lut import LatencyTable
+from mnas_jax.files import replace_dir_atomic
 from predictor.features import TableLike, make_featurizer
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
 
@@ -94,37 +93,29 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def save_predictor(pred: LatencyPredictor, directory: str | Path) -> Path:
-    """Write the predictor to `directory` (replaced as a whole; a crash leaves the old one)."""
+def save_predictor(pred: LatencyPredictor | TransferPredictor, directory: str | Path) -> Path:
+    """Write the predictor to `directory`, replaced as a whole in one atomic step: at every
+    instant a reader (or a process killed mid-save) finds the old predictor or the new one,
+    never a missing or partial directory (see mnas_jax.files.replace_dir_atomic)."""
     if getattr(pred, "kind", None) == TRANSFER_KIND:
-        from predictor.transfer import save_transfer
+        from predictor.transfer import write_transfer
 
-        return save_transfer(pred, directory)
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        files = {}
-        for k, booster in enumerate(pred.boosters):
-            name = f"booster_{k}.json"
-            _write(tmp / name, booster.save_raw(raw_format="json"))
-            files[name] = _sha256(tmp / name)
-        with (tmp / TRAINING).open("wb") as f:
-            np.savez(f, train_x=pred.train_x, train_y=pred.train_y)
-        files[TRAINING] = _sha256(tmp / TRAINING)
-        meta = metadata_of(pred) | {"files": files}
-        _write(tmp / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, old / "previous")
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        return replace_dir_atomic(directory, lambda tmp: write_transfer(pred, tmp))
+    return replace_dir_atomic(directory, lambda tmp: write_predictor(pred, tmp))
+
+
+def write_predictor(pred: LatencyPredictor, directory: Path) -> None:
+    """The files of a predictor, written into an existing (empty, private) directory."""
+    files = {}
+    for k, booster in enumerate(pred.boosters):
+        name = f"booster_{k}.json"
+        _write(directory / name, booster.save_raw(raw_format="json"))
+        files[name] = _sha256(directory / name)
+    with (directory / TRAINING).open("wb") as f:
+        np.savez(f, train_x=pred.train_x, train_y=pred.train_y)
+    files[TRAINING] = _sha256(directory / TRAINING)
+    meta = metadata_of(pred) | {"files": files}
+    _write(directory / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
@@ -281,26 +272,6 @@ def predictor_table(directory: str | Path) -> LatencyTable | None:
     if meta["kind"] == TRANSFER_KIND:
         return predictor_table(directory / meta["base"])
     return _find_table(directory, meta) if meta["features"]["uses_table"] else None
-
-
-def replace_directory(directory: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Write a directory through `fill(tmp)` and swap it in as a whole (a crash leaves the old)."""
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        fill(tmp)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, old / "previous")
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 # Public names of the file helpers, for predictor.transfer.

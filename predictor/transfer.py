@@ -5,7 +5,7 @@ the k points prefers it, of log MACs and log depthwise MACs (TRANSFER_COLUMNS); 
 a scale only. The LOO residual spread is the uncertainty.
 
 It is saved and loaded like any other predictor (`predictor.io.save_predictor` /
-`load_predictor`) and carries what it needs: the directory holds `metadata.json` (kind
+`load_predictor`, which replace the directory atomically) and carries what it needs: the directory holds `metadata.json` (kind
 `mnas-transfer-predictor`, the coefficients, B's fingerprint), `training.npz` (A's features
 and B's latencies of the k points, so calibration rounds can refit it) and `base/`, a copy of
 A's predictor with A's lookup table in `base/table.json`.
@@ -21,12 +21,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from latency.lut import LatencyTable
-from predictor.io import (METADATA, TABLE_FILE, TRAINING, PredictorFileError, check_expected,
-                          check_files, file_sha256, load_predictor, read_metadata,
-                          replace_directory, save_predictor, versions, write_synced)
+from predictor.io import (METADATA, TABLE_FILE, TRAINING, TRANSFER_KIND, PredictorFileError,
+                          check_expected, check_files, file_sha256, load_predictor,
+                          read_metadata, versions, write_predictor, write_synced)
 from predictor.model import ArchInput, LatencyPredictor, Prediction, device_id_of, ridge
 
-TRANSFER_KIND = "mnas-transfer-predictor"
 TRANSFER_SCHEMA = 1
 BASE_DIR = "base"
 # Candidate inputs besides log pred_A, chosen per transfer by leave-one-out CV on the k points:
@@ -168,27 +167,24 @@ class TransferPredictor:
 
 
 # -- files ------------------------------------------------------------------------------------
-def save_transfer(tp: TransferPredictor, directory: str | Path) -> Path:
-    """Write the transfer predictor, its base and the base's table to `directory` (replaced as
-    a whole)."""
-    def fill(tmp: Path) -> None:
-        save_predictor(tp.base, tmp / BASE_DIR)
-        if tp.base_table is not None:
-            tp.base_table.save(tmp / BASE_DIR / TABLE_FILE)
-        with (tmp / TRAINING).open("wb") as f:
-            np.savez(f, train_x=tp.train_x, train_y=tp.train_y)
-        meta = {"schema": TRANSFER_SCHEMA, "kind": TRANSFER_KIND, "space": tp.space,
-                "setting": tp.setting, "unit": tp.unit, "device_fingerprint":
-                tp.device_fingerprint, "device_id": tp.device_id, "base": BASE_DIR,
-                "base_device_id": tp.base.device_id, "columns": list(tp.columns),
-                "weights": list(tp.weights), "mean": list(tp.mean), "scale": list(tp.scale),
-                "intercept": tp.intercept, "resid_sd": tp.resid_sd,
-                "train_ids": list(tp.train_ids), "n_train": len(tp.train_ids),
-                "reference_ms": tp.reference_ms, "created": tp.created, "versions": versions(),
-                "files": {TRAINING: file_sha256(tmp / TRAINING)}}
-        write_synced(tmp / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
-
-    return replace_directory(directory, fill)
+def write_transfer(tp: TransferPredictor, directory: Path) -> None:
+    """The files of a transfer predictor, its base and the base's table, written into an
+    existing (empty, private) directory; `predictor.io.save_predictor` swaps it in."""
+    (directory / BASE_DIR).mkdir()
+    write_predictor(tp.base, directory / BASE_DIR)
+    if tp.base_table is not None:
+        tp.base_table.save(directory / BASE_DIR / TABLE_FILE)
+    with (directory / TRAINING).open("wb") as f:
+        np.savez(f, train_x=tp.train_x, train_y=tp.train_y)
+    meta = {"schema": TRANSFER_SCHEMA, "kind": TRANSFER_KIND, "space": tp.space,
+            "setting": tp.setting, "unit": tp.unit, "device_fingerprint": tp.device_fingerprint,
+            "device_id": tp.device_id, "base": BASE_DIR, "base_device_id": tp.base.device_id,
+            "columns": list(tp.columns), "weights": list(tp.weights), "mean": list(tp.mean),
+            "scale": list(tp.scale), "intercept": tp.intercept, "resid_sd": tp.resid_sd,
+            "train_ids": list(tp.train_ids), "n_train": len(tp.train_ids),
+            "reference_ms": tp.reference_ms, "created": tp.created, "versions": versions(),
+            "files": {TRAINING: file_sha256(directory / TRAINING)}}
+    write_synced(directory / METADATA, json.dumps(meta, indent=1, sort_keys=True).encode())
 
 
 def load_transfer(directory: str | Path, *, space: str | None = None,

@@ -59,7 +59,64 @@ def test_save_replaces_atomically(fitted, saved):
     (saved / "stale.txt").write_text("old")
     save_predictor(fitted, saved)
     assert not (saved / "stale.txt").exists()
-    assert [p.name for p in saved.parent.iterdir()] == ["pred"]  # no temp dirs left
+    names = sorted(p.name for p in saved.parent.iterdir())
+    # the published name and the one version it points to; no temp dirs, no old versions
+    assert len(names) == 2 and names[1] == "pred" and names[0].startswith(".pred.v")
+    assert saved.resolve().name == names[0]
+
+
+def test_a_reader_never_sees_a_missing_or_partial_predictor(fitted, saved):
+    """Issue 14, item 5: saves in a loop beside a reader; every read finds a whole predictor."""
+    import threading
+
+    stop, seen, errors = threading.Event(), [], []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(read_metadata(saved)["files"])
+            except Exception as err:  # noqa: BLE001 - any failure to read is the defect
+                errors.append(err)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(15):
+            save_predictor(fitted, saved)
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors and seen
+    load_predictor(saved)
+
+
+def test_a_killed_save_leaves_the_previous_predictor(saved, tmp_path):
+    """SIGKILL a process that saves over and over: the directory still loads afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+from predictor.io import load_predictor, save_predictor
+pred = load_predictor({str(saved)!r})
+print("ready", flush=True)
+while True:
+    save_predictor(pred, {str(saved)!r})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    load_predictor(saved)
+    save_predictor(load_predictor(saved), saved)  # and the next save tidies what the kill left
+    assert len(list(saved.parent.glob(".pred.*"))) == 1
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])

@@ -64,6 +64,9 @@ def package_version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from mnas_jax.train.xla_cpu import configure_xla_cpu
+
+    configure_xla_cpu()  # XLA reads its flags once, at the first JAX computation
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -27,9 +27,12 @@ class SearchConfig:
     ppo: PPOConfig = PPOConfig()
     # latency model
     use_table: bool = True  # lookup-table features (the table is built once per device)
-    table_passes: int = 2  # times each layer is measured (entry: the lowest; latency/lut_build)
+    table_passes: int = 2  # times each layer is measured (see latency/lut_build for the entry rule)
     predictor_archs: int = 40  # full architectures measured to fit the first predictor
     calibration: CalibrationPolicy = CalibrationPolicy()
+    # interleaved passes per device check (calibration rounds, the report's latencies); the
+    # median over passes is kept, so from 3 passes on one disturbed pass does not move it
+    check_rounds: int = 4
     # children
     train_preset: str = "proxy"
     train_steps: int | None = None  # overrides the preset's step budget
@@ -37,8 +40,9 @@ class SearchConfig:
     val_limit: int | None = None
     executor: str = "local"  # local | ray
     ray_address: str | None = None
-    # report
+    # report: the top-k found models and the baselines re-trained with fresh seeds
     report_top_k: int = 3
+    report_seeds: int = 3
     baselines: tuple[str, ...] = ("mobilenetv2-0.35", "mobilenetv2-0.5", "mobilenetv2-0.75",
                                   "mobilenetv2", "mobilenetv2-1.4")
     seed: int = 0
@@ -50,6 +54,11 @@ class SearchConfig:
             raise ValueError(f"table_passes={self.table_passes}: measure each layer at least once")
         if self.predictor_archs < 5:
             raise ValueError(f"predictor_archs={self.predictor_archs} is too few to fit; use >= 5")
+        if self.check_rounds < 1:
+            raise ValueError(f"check_rounds={self.check_rounds}: measure at least one pass")
+        if self.report_seeds < 2:
+            raise ValueError(f"report_seeds={self.report_seeds}: the verdict needs >= 2 seeds per model "
+                             "(3 or more for a useful seed spread)")
         if self.reward not in ("soft", "hard"):
             raise ValueError(f"reward={self.reward!r}; use 'soft' or 'hard'")
 

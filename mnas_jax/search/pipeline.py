@@ -1,4 +1,6 @@
-"""The whole chain on one device: lookup table -> predictor -> search with calibration -> report.
+"""The whole chain on one device, as a row of named phases:
+
+resolve target -> ensure table -> ensure predictor -> make evaluator -> run loop -> assess -> report
 
 Everything measured goes to the store in the work directory; everything derived (table,
 predictor, checkpoint, report) is rebuilt or reloaded from it, so a killed run resumes.
@@ -19,23 +21,28 @@ import numpy as np
 
 from calibration.calibrator import Calibrator
 from calibration.drift import write_series
-from latency.session import DeviceSession
+from latency.lut import LatencyTable
+from latency.session import REFERENCE, DeviceSession
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.reward import RewardConfig, Target
+from mnas_jax.search.assess import Assessed, retrain_seeds, verdicts
 from mnas_jax.search.children import train_child
 from mnas_jax.search.config import SearchConfig
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
 from mnas_jax.search.loop import LoopConfig, run_loop
-from mnas_jax.search.pareto import dominates, pareto_front
-from mnas_jax.search.report import front_candidates, plot_search, write_samples
-from mnas_jax.space import ArchSpec, get_space, reference
+from mnas_jax.search.report import front_candidates, write_report
+from mnas_jax.search.types import Evaluator
+from mnas_jax.space import ArchSpec, SearchSpace, get_space, reference
 from predictor import device_fit as df
-from predictor.io import save_predictor
+from predictor.io import load_predictor, save_predictor
 
 log = logging.getLogger(__name__)
 
+UNIT = f"x {REFERENCE}"  # the search's latency unit: multiples of the reference measured beside
+
 
 def run_id_of(config: SearchConfig) -> str:
+    """A search's identity: its name and a hash of its whole configuration."""
     body = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return f"{config.name}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
 
@@ -49,13 +56,19 @@ class PredictorEstimator:
         self.predictor, self.save_dir = predictor, save_dir
 
     def predict(self, specs: Sequence[ArchSpec]) -> tuple[np.ndarray, np.ndarray]:
+        """(latency, uncertainty) per spec."""
         value, unc = self.predictor.predict(list(specs))
         return np.asarray(value, float), np.asarray(unc, float)
 
-    def add_and_refit(self, specs: Sequence[ArchSpec], latencies: Sequence[float]) -> None:
-        self.predictor = self.predictor.refit(list(specs), list(latencies),
-                                              ids=[s.arch_id for s in specs])
-        save_predictor(self.predictor, self.save_dir)
+    def add_points(self, specs: Sequence[ArchSpec], latencies: Sequence[float], ids: Sequence[str]) -> int:
+        """Refit with the points whose ids the predictor lacks, save atomically; count them."""
+        have = set(self.predictor.train_ids)
+        new = [(s, y, i) for s, y, i in zip(specs, latencies, ids) if i not in have]
+        if new:
+            self.predictor = self.predictor.refit([s for s, _, _ in new], [y for _, y, _ in new],
+                                                  ids=[i for _, _, i in new])
+            save_predictor(self.predictor, self.save_dir)
+        return len(new)
 
 
 def _status(msg: str) -> None:
@@ -64,15 +77,67 @@ def _status(msg: str) -> None:
     Console(stderr=True).print(f"[bold cyan]mnas search[/]: {msg}")
 
 
-def given_predictor(path: str | Path, workdir: Path, pdir: Path, resume: bool, space: Any,
-                    device_id: str) -> tuple[Any, Any]:
-    """`mnas search --predictor DIR`: (predictor, space searched). DIR holds a predictor fitted
-    or transferred for the search's device; calibration refits go to the run's copy in `pdir`
-    (DIR stays as it is; its lookup table, if any, is copied to WORKDIR/tables/ where the copy
-    finds it). A predictor fitted on a slice of the config's space restricts the search to it."""
-    from latency.lut import table_file
-    from predictor.io import load_predictor, predictor_table
+# -- phases ---------------------------------------------------------------------------------------
 
+def resolve_target(config: SearchConfig, session: DeviceSession) -> float:
+    """T in the search's unit (multiples of the reference measured beside every candidate)."""
+    target = Target.parse(config.target)
+    if target.is_relative:
+        if target.reference_name != REFERENCE:
+            raise ValueError(f"relative targets are against {REFERENCE} (the reference measured beside "
+                             f"every candidate), not {target.reference_name}")
+        return target.value
+    device_id = session.device.fingerprint().device_id
+    refs = [r.record.median_ms for r in session.store.measurements(kind="reference", device_id=device_id)]
+    if not refs:
+        raise ValueError(f"target {config.target!r} is in ms but {REFERENCE} was never measured on this "
+                         f"device; give the target as a multiple, e.g. '1.0x {REFERENCE}'")
+    return target.value / float(np.median(refs[-20:]))
+
+
+def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+                 progress: bool) -> LatencyTable | None:
+    """The device's lookup table for the space (built once per device), if the config uses one."""
+    if not config.use_table:
+        return None
+    _status(f"lookup table for {config.space}/{space.setting} (built once per device)")
+    return df.ensure_table(session, workdir, config.space, space.setting, progress, passes=config.table_passes)
+
+
+def ensure_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, run_id: str,
+                     table: LatencyTable | None, resume: bool, progress: bool) -> tuple[Any, Path, list[ArchSpec]]:
+    """The search's predictor (loaded when resuming, else fitted on freshly measured archs), the
+    directory it is saved in, and the archs it was fitted on."""
+    setting = config.setting
+    fp = session.device.fingerprint()
+    pdir = workdir / "predictors" / run_id
+    _status(f"predictor: {config.predictor_archs} architectures measured on the device")
+    train_specs = df.sample_specs(config.space, setting, config.predictor_archs, config.seed + 1)
+    y = df.measure_relative(session, train_specs, progress=progress)
+    if resume and pdir.exists():
+        pred = load_predictor(pdir, space=config.space, setting=setting, device_id=fp.device_id,
+                              table=None if table is None else table.entries_relative)
+    else:
+        pred = df.fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(), seed=config.seed)
+        save_predictor(pred, pdir)
+    return pred, pdir, train_specs
+
+
+def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, run_id: str,
+                    path: str | Path, resume: bool
+                    ) -> tuple[Any, Path, list[ArchSpec], SearchSpace]:
+    """`mnas search --predictor DIR`, instead of the table and predictor phases: DIR holds a
+    predictor fitted or transferred for the search's device. Calibration refits go to the run's
+    copy (DIR stays as it is; its lookup table, if any, is copied to WORKDIR/tables/ where the
+    copy finds it). A predictor fitted on a slice of the config's space restricts the search to
+    the slice. Returns the predictor, its copy's directory, the archs re-measured on large drift
+    and the space searched."""
+    from latency.lut import table_file
+    from predictor.io import predictor_table
+
+    space = get_space(config.space, config.setting)
+    device_id = session.device.fingerprint().device_id
+    pdir = workdir / "predictors" / run_id
     if resume and pdir.exists():
         pred = load_predictor(pdir, setting=space.setting, device_id=device_id)
     else:
@@ -89,8 +154,90 @@ def given_predictor(path: str | Path, workdir: Path, pdir: Path, resume: bool, s
                          f"{space.name!r}: use a predictor fitted on this space")
     _status(f"predictor {path} ({len(pred.train_ids)} archs measured on the device); "
             f"searching {space.name}")
-    return pred, space
+    train_specs = df.sample_specs(space.name, space.setting, config.predictor_archs,
+                                  config.seed + 1)
+    return pred, pdir, train_specs, space
 
+
+def make_evaluator(config: SearchConfig, session: DeviceSession) -> Evaluator:
+    """Children trained in this process (default) or on a Ray cluster."""
+    overrides = tuple((k, v) for k, v in (("max_steps", config.train_steps), ("train_limit", config.train_limit),
+                                          ("val_limit", config.val_limit)) if v is not None)
+    train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides)
+    if config.executor == "ray":
+        from latency.prefetch import split_cores
+
+        _, free = split_cores(getattr(session.device, "core", None))
+        return RayExecutor(train_fn, config.ray_address, train_cores=free)
+    return LocalExecutor(train_fn)
+
+
+def make_calibrator(config: SearchConfig, session: DeviceSession, run_id: str, estimator: PredictorEstimator,
+                    train_specs: list[ArchSpec]) -> Calibrator:
+    """Calibration rounds whose measurements and records live in the store (resumable)."""
+    store = session.store
+
+    def measure(specs: Sequence[ArchSpec], tag: str) -> list[float]:
+        return session.measure_tagged(specs, f"{run_id}/{tag}", config.check_rounds)
+
+    def remeasure(n: int, tag: str) -> list[tuple[ArchSpec, float]]:
+        return list(zip(train_specs[:n], measure(train_specs[:n], tag)))
+
+    mine = lambda kind: [e.payload for e in store.events(kind) if e.payload.get("run_id") == run_id]  # noqa: E731
+    calibrator = Calibrator(config.calibration, estimator, measure, remeasure,
+                            on_round=lambda r: store.append_event("calibration", {**r, "run_id": run_id}),
+                            on_refit=lambda r: store.append_event("calibration_refit", {**r, "run_id": run_id}),
+                            rounds=mine("calibration"), refits=mine("calibration_refit"))
+    calibrator.sync()  # a run killed between storing a round and saving its refit catches up here
+    return calibrator
+
+
+def assess(config: SearchConfig, run_id: str, session: DeviceSession, evaluator: Evaluator,
+           samples: list[dict[str, Any]]) -> tuple[list[Assessed], list[Assessed]]:
+    """Top-k found models and the baselines: latency measured again (median over passes) and
+    re-trained with fresh seeds; results stored as they arrive, so a resumed report re-trains
+    nothing already done."""
+    store = session.store
+    best = front_candidates(samples, config.report_top_k)
+    named = [(f"found-{i + 1}", "found", ArchSpec.from_string(b["spec"]), b) for i, b in enumerate(best)]
+    named += [(n, "baseline", reference(n, config.setting), None) for n in config.baselines]
+    specs = [spec for _, _, spec, _ in named]
+    latency = session.measure_tagged(specs, f"{run_id}/report", config.check_rounds)
+    seeds = retrain_seeds(config.seed, config.report_seeds)
+    done = {(e.payload["arch_id"], e.payload["seed"]): e.payload for e in store.events("report_child")
+            if e.payload.get("run_id") == run_id}
+    todo = [(spec, seed) for spec in {s.arch_id: s for s in specs}.values() for seed in seeds
+            if (spec.arch_id, seed) not in done]
+
+    def arrived(i: int, result: Any) -> None:
+        row = {"run_id": run_id, "arch_id": todo[i][0].arch_id, "seed": todo[i][1], "status": result.status,
+               "accuracy": result.accuracy, "reason": result.reason}
+        store.append_event("report_child", row)
+        done[(row["arch_id"], row["seed"])] = row
+
+    if todo:
+        evaluator.evaluate([s for s, _ in todo], [seed for _, seed in todo], arrived)
+    out = []
+    for (name, kind, spec, sample), lat in zip(named, latency):
+        runs = [done[(spec.arch_id, s)] for s in seeds]
+        accs = tuple(float(r["accuracy"]) for r in runs if r["status"] == "ok" and r["accuracy"] is not None)
+        out.append(Assessed(name, kind, spec.arch_id, spec.to_string(), accs, len(runs) - len(accs), float(lat),
+                            None if sample is None else sample["accuracy"],
+                            None if sample is None else sample["predicted_latency"]))
+    return [a for a in out if a.kind == "found"], [a for a in out if a.kind == "baseline"]
+
+
+def export_found(session: DeviceSession, found: Sequence[Assessed], out: Path) -> None:
+    """The found models as spec JSON and .tflite beside the report."""
+    models = out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    specs = [ArchSpec.from_string(a.spec) for a in found]
+    for s, data in zip(specs, session.exporter.archs(specs)):
+        (models / f"{s.arch_id}.tflite").write_bytes(data)
+        (models / f"{s.arch_id}.json").write_text(s.to_json())
+
+
+# -- the chain --------------------------------------------------------------------------------------
 
 def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None = None,
                executor: str | None = None, ray_address: str | None = None,
@@ -98,175 +245,64 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                predictor: str | Path | None = None) -> Path:
     """Run (or resume) the search; returns the report directory."""
     workdir = Path(workdir)
-    config = dataclasses.replace(config, device=device or config.device,
-                                 executor=executor or config.executor,
+    config = dataclasses.replace(config, device=device or config.device, executor=executor or config.executor,
                                  ray_address=ray_address or config.ray_address)
     run_id = run_id_of(config)
-    ckpt = workdir / "search_checkpoint.json"
-    if ckpt.exists() and not resume:
+    if (workdir / "search_checkpoint.json").exists() and not resume:
         raise ValueError(f"{workdir} already holds a search (search_checkpoint.json): pass "
                          "--resume to continue it, or use another --workdir")
     space = get_space(config.space, config.setting)
-    setting = space.setting
-    target = Target.parse(config.target)
     started = time.time()
     with DeviceSession.open(config.device, workdir) as session:
-        fp = session.device.fingerprint()
-        _status(f"device {config.device} ({fp.device_id}), run {run_id}")
-        table = None
-        if config.use_table and predictor is None:
-            _status(f"lookup table for {config.space}/{setting} (built once per device)")
-            table = df.ensure_table(session, workdir, config.space, setting, progress,
-                                        passes=config.table_passes)
-        pdir = workdir / "predictors" / f"{run_id}"
-        if predictor is not None:
-            pred, space = given_predictor(predictor, workdir, pdir, resume, space, fp.device_id)
-            train_specs = df.sample_specs(space.name, setting, config.predictor_archs,
-                                          config.seed + 1)  # re-measured on large drift only
+        _status(f"device {config.device} ({session.device.fingerprint().device_id}), run {run_id}")
+        target = resolve_target(config, session)
+        if predictor is None:
+            table = ensure_table(config, session, workdir, space, progress)
+            pred, pdir, train_specs = ensure_predictor(config, session, workdir, run_id, table, resume,
+                                                       progress)
         else:
-            _status(f"predictor: {config.predictor_archs} architectures measured on the device")
-            train_specs = df.sample_specs(config.space, setting, config.predictor_archs,
-                                          config.seed + 1)
-            y = df.measure_relative(session, train_specs, progress=progress)
-            if resume and pdir.exists():
-                from predictor.io import load_predictor
-
-                pred = load_predictor(pdir, space=config.space, setting=setting,
-                                      device_id=fp.device_id,
-                                      table=None if table is None else table.entries_relative)
-            else:
-                pred = df.fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(),
-                                        seed=config.seed)
-                save_predictor(pred, pdir)
+            pred, pdir, train_specs, space = given_predictor(config, session, workdir, run_id,
+                                                             predictor, resume)
         estimator = PredictorEstimator(pred, pdir)
-        if target.is_relative:
-            if target.reference_name != "mobilenetv2":
-                raise ValueError(f"relative targets are against mobilenetv2 (the reference "
-                                 f"measured beside every candidate), not {target.reference_name}")
-            t_value = target.value
-        else:
-            ref_ms = np.median([r.record.median_ms for r in session.store.measurements(
-                kind="reference", device_id=fp.device_id)][-20:])
-            t_value = target.value / ref_ms
-        reward = RewardConfig.preset(config.reward, t_value)
-
+        calibrator = make_calibrator(config, session, run_id, estimator, train_specs)
+        evaluator = make_evaluator(config, session)
         store = session.store
-        rounds = [e.payload for e in store.events("calibration") if e.payload.get("run_id") == run_id]
-
-        def measure(specs: Sequence[ArchSpec]) -> list[float]:
-            return list(df.measure_relative(session, specs, fresh=True, progress=False))
-
-        def remeasure(n: int) -> list[tuple[ArchSpec, float]]:
-            specs = train_specs[:n]
-            return list(zip(specs, measure(specs)))
-
-        calibrator = Calibrator(config.calibration, estimator, measure, remeasure,
-                                on_round=lambda r: store.append_event(
-                                    "calibration", {**r, "run_id": run_id}),
-                                rounds=rounds)
-        overrides = tuple((k, v) for k, v in (("max_steps", config.train_steps),
-                                              ("train_limit", config.train_limit),
-                                              ("val_limit", config.val_limit)) if v is not None)
-        train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides)
-        if config.executor == "ray":
-            from latency.prefetch import split_cores
-
-            _, free = split_cores(getattr(session.device, "core", None))
-            evaluator: Any = RayExecutor(train_fn, config.ray_address, train_cores=free)
-        else:
-            evaluator = LocalExecutor(train_fn)
+        samples_of = lambda rid: [e.payload for e in store.events("sample")  # noqa: E731
+                                  if e.payload["run_id"] == rid]
 
         def on_step(step: int, record: dict[str, Any]) -> None:
             store.append_event("search_step", {**record, "run_id": run_id})
             cal = record.get("calibration", {}).get("before_refit")
-            _status(f"step {step + 1}/{config.steps}: mean reward {record['mean_reward']:.4f}, "
-                    f"best {record['max_reward']:.4f}"
+            _status(f"step {step + 1}/{config.steps}: mean reward {record['mean_reward']:.4f}, best "
+                    f"{record['max_reward']:.4f}, {record['screened']} screened"
                     + (f"; calibration error {cal['mean_abs_pct']:.1f}%" if cal else ""))
 
-        _status(f"search: {config.steps} steps x {config.batch_size} children, reward "
-                f"{config.reward}, T = {t_value:g} x mobilenetv2")
-        samples_of = lambda rid: [e.payload for e in store.events("sample")  # noqa: E731
-                                  if e.payload["run_id"] == rid]
-        run_loop(run_id=run_id, workdir=workdir, space=space,
-                 config=LoopConfig(config.steps, config.batch_size, config.screen_factor,
-                                   config.seed),
-                 reward=reward, searcher=PPOSearcher(space.choices, config.ppo, config.seed),
-                 searcher_from_bytes=PPOSearcher.from_bytes, estimator=estimator,
-                 evaluator=evaluator, calibrator=calibrator,
-                 append_sample=lambda p: store.append_event("sample", p),
-                 stored_samples=samples_of, on_step=on_step)
-        _status("report: measuring the best found models and the MobileNetV2 family")
-        out = write_report(config, run_id, workdir, session, samples_of(run_id),
-                           calibrator.rounds, evaluator, t_value, train_fn)
-        if config.executor == "ray":
-            evaluator.shutdown()
+        _status(f"search: {config.steps} steps x {config.batch_size} children, reward {config.reward}, "
+                f"T = {target:g} {UNIT}")
+        try:
+            run_loop(run_id=run_id, workdir=workdir, space=space,
+                     config=LoopConfig(config.steps, config.batch_size, config.screen_factor, config.seed),
+                     reward=RewardConfig.preset(config.reward, target),
+                     searcher=PPOSearcher(space.choices, config.ppo, config.seed),
+                     searcher_from_bytes=PPOSearcher.from_bytes, estimator=estimator, evaluator=evaluator,
+                     calibrator=calibrator, append_sample=lambda p: store.append_event("sample", p),
+                     stored_samples=samples_of, on_step=on_step)
+            _status(f"report: the top {config.report_top_k} found models and {len(config.baselines)} baselines, "
+                    f"re-trained with {config.report_seeds} fresh seeds each, latency measured again")
+            samples = samples_of(run_id)
+            found, baselines = assess(config, run_id, session, evaluator, samples)
+        finally:
+            if isinstance(evaluator, RayExecutor):
+                evaluator.shutdown()
+        out = workdir / "report"
+        export_found(session, found, out)
+        series = calibrator.series()
+        measured = {c["arch_id"]: c["measured"] for r in series for c in r.get("candidates", [])}
+        samples = [{**s, "measured_latency": measured.get(s["arch_id"], s["measured_latency"])} for s in samples]
+        write_series(series, out)
+        budget = f"preset {config.train_preset}" + (f", {config.train_steps} steps" if config.train_steps else "")
+        write_report(out, run_id=run_id, config=dataclasses.asdict(config), target=target, unit=UNIT,
+                     samples=samples, found=found, baselines=baselines, verdicts=verdicts(found, baselines),
+                     calibration=series, budget=budget)
     _status(f"done in {time.time() - started:.0f} s: report in {out}")
-    return out
-
-
-def write_report(config: SearchConfig, run_id: str, workdir: Path, session: DeviceSession,
-                 samples: list[dict[str, Any]], rounds: list[dict[str, Any]], evaluator: Any,
-                 target: float, train_fn: Any) -> Path:
-    out = workdir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    best = front_candidates(samples, config.report_top_k)
-    best_specs = [ArchSpec.from_string(b["spec"]) for b in best]
-    base_specs = [reference(name, config.setting) for name in config.baselines]
-    measured = df.measure_relative(session, best_specs + base_specs, fresh=True, progress=False)
-    base_results = evaluator.evaluate(base_specs, [config.seed] * len(base_specs))
-    found = [{"arch_id": s.arch_id, "spec": s.to_string(), "accuracy": b["accuracy"],
-              "latency": float(m), "predicted_latency": b["predicted_latency"],
-              "reward": b["reward"]} for s, b, m in zip(best_specs, best, measured)]
-    baselines = [{"name": n, "arch_id": s.arch_id, "accuracy": r.accuracy, "latency": float(m),
-                  "status": r.status}
-                 for n, s, r, m in zip(config.baselines, base_specs, base_results,
-                                       measured[len(best_specs):])]
-    models = out / "models"
-    models.mkdir(exist_ok=True)
-    for s, data in zip(best_specs, session.exporter.archs(best_specs)):
-        (models / f"{s.arch_id}.tflite").write_bytes(data)
-        (models / f"{s.arch_id}.json").write_text(s.to_json())
-    ok_base = [b for b in baselines if b["accuracy"] is not None]
-    verdicts = []
-    for f in found:
-        beaten = [b["name"] for b in ok_base
-                  if dominates((f["latency"], f["accuracy"]), (b["latency"], b["accuracy"]))]
-        dominated_by = [b["name"] for b in ok_base
-                        if dominates((b["latency"], b["accuracy"]), (f["latency"], f["accuracy"]))]
-        verdicts.append({"arch_id": f["arch_id"], "dominates": beaten,
-                         "dominated_by": dominated_by})
-    any_dom = any(v["dominates"] for v in verdicts)
-    front_idx = pareto_front([(f["latency"], f["accuracy"]) for f in found])
-    measured_by_id = {c["arch_id"]: c["measured"] for r in rounds for c in r.get("candidates", [])}
-    samples = [{**s, "measured_latency": measured_by_id.get(s["arch_id"], s["measured_latency"])}
-               for s in samples]
-    write_samples(samples, out)
-    plot_search(samples, out, target=target, unit="x mobilenetv2",
-                front=sorted((found[i] for i in front_idx), key=lambda f: f["latency"]),
-                baselines=sorted(ok_base, key=lambda b: b["latency"]))
-    write_series(rounds, out)
-    summary = {"run_id": run_id, "config": dataclasses.asdict(config), "target": target,
-               "unit": "latency relative to mobilenetv2 measured beside it on the device",
-               "found": found, "baselines": baselines, "verdicts": verdicts,
-               "any_found_dominates_a_baseline": any_dom, "n_samples": len(samples),
-               "calibration_rounds": len(rounds),
-               "accuracy_note": "validation accuracy after the proxy training budget; all "
-                                "models (found and baselines) trained with the same budget"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    lines = [f"# Search {run_id}", "",
-             f"{len(samples)} sampled models, {len(rounds)} calibration rounds, target T = "
-             f"{target:g} x mobilenetv2 (reward {config.reward}).", "",
-             "| model | val accuracy (proxy) | measured latency (x mobilenetv2) |", "|---|---|---|"]
-    lines += [f"| found {f['arch_id']} | {f['accuracy']:.4f} | {f['latency']:.3f} |" for f in found]
-    lines += [f"| {b['name']} | {b['accuracy'] if b['accuracy'] is None else round(b['accuracy'], 4)}"
-              f" | {b['latency']:.3f} |" for b in baselines]
-    lines += ["", "Verdict: " + ("a found model dominates at least one MobileNetV2 width "
-                                  "(higher accuracy at no more latency, or less latency at no "
-                                  "lower accuracy): " + ", ".join(
-                                      f"{v['arch_id']} over {v['dominates']}" for v in verdicts
-                                      if v["dominates"])
-                                  if any_dom else "no found model dominates any MobileNetV2 "
-                                  "width in this run."),
-              "", "Plots: reward.png, latency_histogram.png, pareto.png, calibration.png."]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
     return out

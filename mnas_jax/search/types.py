@@ -47,7 +47,7 @@ class LatencyEstimator(Protocol):
         ...
 
 
-class Calibrator(Protocol):
+class CalibrationHook(Protocol):
     """Measures a few candidates on the real device now and then and refits the estimator."""
 
     def due(self, step: int) -> bool: ...

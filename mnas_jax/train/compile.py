@@ -67,19 +67,20 @@ def compile_child(model: nn.Module, tx: optax.GradientTransformation, config: Tr
     abstract = jax.eval_shape(make, variables)
     abstract_eval = jax.eval_shape(lambda s: s.eval_variables(), abstract)
     eval_batch = _abstract_batch(config.eval_batch_size, data, placement.data)
+    train_batch = _abstract_batch(config.batch_size, data, placement.data)
     step = functools.partial(train_step, model=model, tx=tx, num_classes=spec.num_classes,
                              label_smoothing=config.label_smoothing, ema_decay=config.ema_decay)
     rep = placement.replicated
     jobs: dict[str, Callable[[], Any]] = {
         "train": lambda: jax.jit(step, donate_argnums=0, out_shardings=rep).lower(
-            abstract, _abstract_batch(config.batch_size, data, placement.data), key).compile(_STEP_OPTIONS),
+            abstract, train_batch, key).compile(_STEP_OPTIONS),
         "evaluate": lambda: jax.jit(functools.partial(eval_step, model=model), out_shardings=rep).lower(
             abstract_eval, eval_batch).compile(_STEP_OPTIONS),
         "make_state": lambda: jax.jit(make, out_shardings=rep).lower(variables).compile(_INIT_OPTIONS),
     }
     if config.bn_recalibration_examples:
         jobs["batch_stats"] = lambda: jax.jit(functools.partial(batch_stats_step, model=model), out_shardings=rep
-                                              ).lower(abstract_eval, eval_batch).compile(_STEP_OPTIONS)
+                                              ).lower(abstract_eval, train_batch).compile(_STEP_OPTIONS)
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mnas-compile") as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         done = {name: f.result() for name, f in futures.items()}

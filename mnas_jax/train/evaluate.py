@@ -18,9 +18,10 @@ from mnas_jax.train.sharding import Placement
 
 def recalibrate_batch_stats(stats_fn: Callable, variables: dict[str, Any], data: DataSource, config: TrainConfig,
                             placement: Placement, seed: int) -> dict[str, Any]:
-    """``variables`` with BN statistics averaged over a few un-augmented training batches."""
-    n_batches = max(1, config.bn_recalibration_examples // config.eval_batch_size)
-    batches = data.train_batches(config.eval_batch_size, seed=seed, epoch=1_000_000, limit=config.train_limit,
+    """``variables`` with BN statistics averaged over a few un-augmented training batches (of the
+    training batch size, whose shapes the training executables already have)."""
+    n_batches = max(1, config.bn_recalibration_examples // config.batch_size)
+    batches = data.train_batches(config.batch_size, seed=seed, epoch=1_000_000, limit=config.train_limit,
                                  augment=False, shard=placement.shard)
     put = functools.partial(put_sharded, sharding=placement.data)
     total, count = None, 0

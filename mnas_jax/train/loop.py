@@ -6,11 +6,13 @@ evaluate), each in its own module; this one runs them and turns failures into da
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -28,6 +30,8 @@ from mnas_jax.train.optim import make_optimizer
 from mnas_jax.train.result import FAILED, OK, TrainResult
 from mnas_jax.train.sharding import Placement, check_batch_size, make_placement, maybe_initialize_distributed
 from mnas_jax.train.compile import compile_child
+from mnas_jax.train.layerwise import compile_layerwise
+from mnas_jax.train.stage_compile import StageCache
 from mnas_jax.train.evaluate import evaluate, recalibrate_batch_stats
 from mnas_jax.train.state import TrainState
 
@@ -102,13 +106,24 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
 
 def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
                        data: DataSource | None = None, *,
-                       on_step: StepCallback | None = None) -> TrainResult:
+                       on_step: StepCallback | None = None,
+                       stage_cache: StageCache | None = None,
+                       on_trained: Callable[[Any, dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``spec`` with ``config`` and report validation (and optionally test) accuracy.
 
     A loss or gradient that becomes NaN/inf, or running out of memory, ends the child with
     ``status='failed'`` and the reason, so a search can carry on with the next child.
     ``on_step`` sees every step (see `StepCallback`), e.g. to draw a progress bar.
+    With ``config.layerwise`` the child trains stage by stage with executables from
+    ``stage_cache`` (a fresh cache when None), compiling only stages it has not seen.
+    With ``config.input_size`` the same architecture trains at that input resolution.
+    ``on_trained(state, evaluated_variables)`` sees the final training state (its
+    ``raw_params()``, its ``eval_variables()`` from BN's moving averages) and the variables that
+    are evaluated (EMA when kept, recalibrated BN), e.g. to check that they agree.
     """
+    arch_id = spec.arch_id
+    if config.input_size is not None and config.input_size != spec.input_size:
+        spec = dataclasses.replace(spec, input_size=config.input_size)
     maybe_initialize_distributed(config.distributed)
     if config.compile_cache_dir:
         enable_compile_cache(config.compile_cache_dir)
@@ -123,7 +138,7 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     if steps_per_epoch == 0:
         raise ValueError(f"{n_train} training examples do not fill one batch of {config.batch_size}")
     total_steps = config.max_steps or max(1, round(config.epochs * steps_per_epoch))
-    base = dict(arch_id=spec.arch_id, config_name=config.name, num_devices=placement.num_devices, dw_impl=impl.value)
+    base = dict(arch_id=arch_id, config_name=config.name, num_devices=placement.num_devices, dw_impl=impl.value)
 
     model = build_model(spec, impl)
     tx = make_optimizer(config, steps_per_epoch, total_steps)
@@ -133,7 +148,11 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     init_seed = int(jax.random.randint(init_key, (), 0, 2**31 - 1))
     # numpy-seeded, so every process builds the same values before they are replicated
     variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=init_seed), placement.replicated)
-    compiled = compile_child(model, tx, config, spec, variables, data, placement, dropout_key)
+    if config.layerwise:
+        compiled = compile_layerwise(spec, impl, config, variables, placement, dropout_key, steps_per_epoch,
+                                     total_steps, stage_cache if stage_cache is not None else StageCache())
+    else:
+        compiled = compile_child(model, tx, config, spec, variables, data, placement, dropout_key)
     state = compiled.make_state(variables)
     compile_seconds = time.perf_counter() - start
     checkpointer = None
@@ -166,6 +185,8 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     variables = state.eval_variables()
     if stats_fn is not None:
         variables = recalibrate_batch_stats(stats_fn, variables, data, config, placement, seed)
+    if on_trained is not None:
+        on_trained(state, variables)
     val_acc, val_loss = evaluate(eval_fn, variables, data, "validation", config, placement, config.val_limit)
     test_acc = evaluate(eval_fn, variables, data, "test", config, placement)[0] if config.evaluate_test else None
     if not math.isfinite(val_loss):

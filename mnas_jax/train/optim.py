@@ -10,7 +10,7 @@ added to their gradients before RMSProp scaling.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,19 +46,30 @@ def decay_mask(params: Any) -> Any:
     )
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformation:
-    """L2 (coupled, like TF's loss term) then TF1-style RMSProp with momentum."""
-    return optax.chain(
+class OptimizerParts(NamedTuple):
+    """The optimiser cut at its learning-rate scaling: ``before`` (L2 + RMS scaling) and
+    ``after`` (momentum). A layer-wise trainer applies ``-lr`` between them itself, so one
+    compiled update serves any schedule."""
+
+    before: optax.GradientTransformation
+    after: optax.GradientTransformation
+
+
+def optimizer_parts(config: TrainConfig) -> OptimizerParts:
+    """L2 on kernels (coupled, like TF's loss term) + TF1 RMS scaling; momentum trace."""
+    before = optax.chain(
         optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-        optax.rmsprop(
-            learning_rate_schedule(config, steps_per_epoch, total_steps),
-            decay=config.rmsprop_decay,
-            eps=config.rmsprop_epsilon,
-            initial_scale=config.rmsprop_initial_scale,
-            eps_in_sqrt=True,
-            momentum=config.rmsprop_momentum,
-        ),
+        optax.scale_by_rms(decay=config.rmsprop_decay, eps=config.rmsprop_epsilon,
+                           initial_scale=config.rmsprop_initial_scale, eps_in_sqrt=True),
     )
+    return OptimizerParts(before, optax.trace(decay=config.rmsprop_momentum))
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformation:
+    """L2 then TF1-style RMSProp with momentum (optax.rmsprop's order), on the schedule."""
+    parts = optimizer_parts(config)
+    schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
+    return optax.chain(parts.before, optax.scale_by_learning_rate(schedule), parts.after)
 
 
 def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:

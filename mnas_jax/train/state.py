@@ -21,6 +21,10 @@ class TrainState(NamedTuple):
     ema_params: Any  # None when no EMA is kept
     initial_batch_stats: Any  # BN moving averages at step 0, to remove their start-up bias
 
+    def raw_params(self) -> Any:
+        """The trained weights themselves (not their EMA)."""
+        return self.params
+
     def eval_variables(self) -> dict[str, Any]:
         """Weights to evaluate (the EMA when kept, as the reference code does) with BN moving
         averages corrected for their start-up bias.

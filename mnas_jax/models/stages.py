@@ -1,0 +1,100 @@
+"""A network cut into stages: stem, one stage per layer, and the tail (head conv, pool, classifier).
+
+Each stage is a standalone module whose variables are exactly one subtree of ``Net``'s (the tail
+takes ``head`` and ``classifier``), so a layer-wise trainer can compile one executable per
+distinct stage and reuse it across every network that contains that stage, while the variables it
+trains stay interchangeable with ``Net``'s (export, evaluation, checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mnas_jax.models.depthwise import DepthwiseImpl
+from mnas_jax.models.layers import Act, ConvBN
+from mnas_jax.models.net import ACTIVATIONS, build_layer
+from mnas_jax.space.spec import ArchSpec, LayerSpec
+
+class Tail(nn.Module):
+    """Net's ending: optional 1x1 head conv + BN + act, global mean, dropout, classifier."""
+
+    head_channels: int
+    num_classes: int
+    dropout: float
+    act: Act
+    impl: DepthwiseImpl = DepthwiseImpl.XLA
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.head_channels:
+            x = ConvBN(self.head_channels, 1, act=self.act, impl=self.impl, name="head")(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, name="classifier")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage: the names of its subtrees in Net's variables, its module and its identity.
+
+    ``key`` says everything the stage's computation depends on (not its weights): two stages
+    with equal keys and input shapes compile to the same executable.
+    """
+
+    names: tuple[str, ...]
+    module: nn.Module
+    key: str
+    in_shape: tuple[int, int, int]  # (H, W, C) of one example
+    tail: bool = False  # the last stage: its variables are several top-level subtrees of Net
+
+
+def _stem_stage(spec: ArchSpec, stem: LayerSpec, impl: DepthwiseImpl) -> Stage:
+    act = ACTIVATIONS[spec.activation]
+    module = ConvBN(stem.out_channels, stem.kernel, stem.stride, act=act, impl=impl)
+    key = f"stem:{stem.key}:{impl.value}"
+    return Stage(("stem",), module, key, (stem.in_size, stem.in_size, stem.in_channels))
+
+
+def _tail_stage(spec: ArchSpec, in_size: int, in_channels: int, impl: DepthwiseImpl) -> Stage:
+    act = ACTIVATIONS[spec.activation]
+    module = Tail(spec.head_channels, spec.num_classes, spec.dropout, act, impl)
+    names = ("head", "classifier") if spec.head_channels else ("classifier",)
+    key = (f"tail:h{spec.head_channels}_c{spec.num_classes}_d{spec.dropout!r}_"
+           f"{spec.activation.value}_i{in_channels}_hw{in_size}:{impl.value}")
+    return Stage(names, module, key, (in_size, in_size, in_channels), tail=True)
+
+
+def net_stages(spec: ArchSpec, impl: DepthwiseImpl = DepthwiseImpl.XLA) -> tuple[Stage, ...]:
+    """The stages of ``Net(spec, impl)`` in order; the last one is the tail."""
+    layers = spec.layers()
+    n_tail = 3 if spec.head_channels else 2
+    stem, body = layers[0], layers[1:-n_tail]
+    stages = [_stem_stage(spec, stem, impl)]
+    for i, layer in enumerate(body):
+        stages.append(Stage((f"layer{i}",), build_layer(layer, impl, None), f"layer:{layer.key}:{impl.value}",
+                            (layer.in_size, layer.in_size, layer.in_channels)))
+    first_tail = layers[-n_tail]
+    stages.append(_tail_stage(spec, first_tail.in_size, first_tail.in_channels, impl))
+    return tuple(stages)
+
+
+def stage_tree(tree: dict, stage: Stage) -> dict:
+    """The part of a Net variable collection (params or batch_stats) that belongs to a stage."""
+    if stage.tail:
+        return {n: tree[n] for n in stage.names if n in tree}
+    return tree.get(stage.names[0], {})
+
+
+def merge_stage_trees(parts: list[tuple[Stage, dict]]) -> dict:
+    """Inverse of ``stage_tree`` over all stages: one Net-shaped collection."""
+    out: dict = {}
+    for stage, tree in parts:
+        if stage.tail:
+            out.update(tree)
+        elif tree:
+            out[stage.names[0]] = tree
+    return out

@@ -1,0 +1,158 @@
+"""Layer-wise training: the network run stage by stage with executables shared across children.
+
+The same arithmetic as the whole-network step (``steps.train_step``): forward through every
+stage in training mode, the loss and its gradient at the tail, then backward through the stages
+in reverse, each stage updating its own weights, optimiser state and EMA as its gradient
+arrives (the update of a weight depends only on its own gradient, so updating per stage is the
+same update). Only the compiled units differ: one per distinct stage instead of one per network,
+so a proxy child whose layers were seen before compiles nothing (``stage_compile.StageCache``).
+
+The state and the callables it returns have the shapes ``train_and_evaluate`` expects from
+``compile.compile_child``, so the training loop, evaluation and BN recalibration are shared.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnas_jax.data.source import Batch
+from mnas_jax.models.depthwise import DepthwiseImpl
+from mnas_jax.models.layers import BN_MOMENTUM
+from mnas_jax.models.stages import Stage, merge_stage_trees, net_stages, stage_tree
+from mnas_jax.space import ArchSpec
+from mnas_jax.train.compile import Compiled
+from mnas_jax.train.config import TrainConfig
+from mnas_jax.train.optim import ema_decay_at, learning_rate_schedule, optimizer_parts
+from mnas_jax.train.sharding import Placement
+from mnas_jax.train.stage_compile import StageCache, StageFns, StaticHyper
+from mnas_jax.train.state import debiased_batch_stats
+
+
+class LayerwiseState(NamedTuple):
+    """Per-stage lists of weights, BN statistics, optimiser state and EMA (None: no EMA)."""
+
+    step: int
+    params: list
+    stats: list
+    opt: list
+    ema: list | None
+    initial_stats: list
+    stages: tuple[Stage, ...]
+
+    def raw_params(self) -> dict[str, Any]:
+        """The trained weights themselves (not their EMA), Net-shaped."""
+        return merge_stage_trees(list(zip(self.stages, self.params)))
+
+    def eval_variables(self) -> dict[str, Any]:
+        """Net-shaped variables to evaluate: the EMA when kept, BN averages debiased as in
+        ``TrainState.eval_variables`` (recalibration replaces them when configured)."""
+        params = self.params if self.ema is None else self.ema
+        stats = [debiased_batch_stats(s, s0, jnp.asarray(self.step)) for s, s0 in zip(self.stats, self.initial_stats)]
+        return {"params": merge_stage_trees(list(zip(self.stages, params))),
+                "batch_stats": merge_stage_trees(list(zip(self.stages, stats)))}
+
+
+def static_hyper(config: TrainConfig) -> StaticHyper:
+    """The hyperparameters compiled into stage executables."""
+    return StaticHyper(config.batch_size, config.eval_batch_size, config.weight_decay, config.rmsprop_decay,
+                       config.rmsprop_epsilon, config.rmsprop_initial_scale, config.rmsprop_momentum,
+                       config.ema_decay is not None, config.label_smoothing)
+
+
+def _split(stages: tuple[Stage, ...], variables: dict[str, Any]) -> tuple[list, list]:
+    params = [stage_tree(variables["params"], s) for s in stages]
+    stats = [stage_tree(variables.get("batch_stats", {}), s) for s in stages]
+    return params, stats
+
+
+def _train_fn(fns: list[StageFns], key: jax.Array, lrs: np.ndarray, decays: np.ndarray,
+              replicated: jax.sharding.Sharding) -> Callable:
+    chain, tail = fns[:-1], fns[-1]
+    put = lambda v: jax.device_put(np.float32(v), replicated)  # noqa: E731
+
+    def train(state: LayerwiseState, batch: Batch, _key: jax.Array) -> tuple[LayerwiseState, dict]:
+        lr, decay = put(lrs[state.step]), put(decays[state.step])
+        params, stats, opt = list(state.params), list(state.stats), list(state.opt)
+        ema = None if state.ema is None else list(state.ema)
+        x, vjps = batch.images, []
+        for i, f in enumerate(chain):
+            x, stats[i], vjp = f.forward(params[i], stats[i], x)
+            vjps.append(vjp)
+        t = len(chain)
+        dx, loss, correct, params[t], stats[t], opt[t], ema_t, sumsq = tail.train(
+            params[t], stats[t], opt[t], None if ema is None else ema[t], x, batch.labels, batch.mask, key,
+            jax.device_put(np.int32(state.step), replicated), lr, decay)
+        norms = [sumsq]
+        if ema is not None:
+            ema[t] = ema_t
+        for i in reversed(range(t)):
+            dx, params[i], opt[i], ema_i, sq = chain[i].backward(vjps[i], dx, params[i], opt[i],
+                                                                 None if ema is None else ema[i], lr, decay)
+            vjps[i] = None  # free the residuals as soon as they are used
+            norms.append(sq)
+            if ema is not None:
+                ema[i] = ema_i
+        metrics = {"loss": loss, "accuracy": correct / batch.labels.shape[0], "grad_norm": jnp.sqrt(sum(norms))}
+        return state._replace(step=state.step + 1, params=params, stats=stats, opt=opt, ema=ema), metrics
+
+    return train
+
+
+def _evaluate_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
+    def evaluate(variables: dict[str, Any], batch: Batch) -> dict:
+        params, stats = _split(stages, variables)
+        x = batch.images
+        for i, f in enumerate(fns[:-1]):
+            x = f.evaluate(params[i], stats[i], x)
+        return fns[-1].evaluate(params[-1], stats[-1], x, batch.labels, batch.mask)
+
+    return evaluate
+
+
+def _batch_stats_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
+    """Each BN layer's statistics on one batch (training-mode forward from zero averages)."""
+
+    def batch_stats(variables: dict[str, Any], batch: Batch) -> Any:
+        params, stats = _split(stages, variables)
+        x, out = batch.images, []
+        for i, f in enumerate(fns[:-1]):
+            x, new, _ = f.forward(params[i], jax.tree.map(jnp.zeros_like, stats[i]), x)
+            out.append(jax.tree.map(lambda r: r / (1.0 - BN_MOMENTUM), new))
+        out.append(fns[-1].batch_stats(params[-1], stats[-1], x))
+        return merge_stage_trees(list(zip(stages, out)))
+
+    return batch_stats
+
+
+def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, variables: dict[str, Any],
+                      placement: Placement, key: jax.Array, steps_per_epoch: int, total_steps: int,
+                      cache: StageCache) -> Compiled:
+    """The ``Compiled`` bundle of a child trained stage by stage, compiling only unseen stages."""
+    start = time.perf_counter()
+    stages = net_stages(spec, impl)
+    parts = optimizer_parts(config)
+    fns, _ = cache.prepare(stages, static_hyper(config), parts, spec.num_classes, placement.data,
+                           placement.replicated)
+    schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
+    steps = jnp.arange(total_steps + 1)
+    lrs = np.asarray(jax.vmap(schedule)(steps), np.float32)
+    decays = np.asarray(ema_decay_at(config.ema_decay or 0.0, steps), np.float32)
+    rep = placement.replicated
+
+    def make_state(initial: dict[str, Any]) -> LayerwiseState:
+        params, stats = _split(stages, initial)
+        params = jax.device_put(params, rep)
+        stats = jax.device_put(stats, rep)
+        opt = jax.device_put([(parts.before.init(p), parts.after.init(p)) for p in params], rep)
+        ema = jax.tree.map(jnp.copy, params) if config.ema_decay is not None else None
+        return LayerwiseState(0, params, stats, opt, ema, jax.tree.map(jnp.copy, stats), stages)
+
+    batch_stats = _batch_stats_fn(stages, fns) if config.bn_recalibration_examples else None
+    return Compiled(make_state, _train_fn(fns, key, lrs, decays, rep), _evaluate_fn(stages, fns), batch_stats,
+                    time.perf_counter() - start)
