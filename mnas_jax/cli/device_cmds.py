@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import stat
 import sys
 from pathlib import Path
@@ -90,7 +91,18 @@ def _serve(args: argparse.Namespace) -> int:
         raise  # a device or server failure (exit status 1), not a bad --host/--port
     except OSError as e:
         raise UserError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
+    _exit_now()
     return 0
+
+
+def _exit_now() -> None:
+    """End the process as soon as the server has stopped (SIGINT/SIGTERM): the server holds
+    nothing to save, and the interpreter's teardown of what the CLI imported (JAX) takes
+    seconds on a busy machine, past the 2 s a stop signal is promised."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s",
+                        force=True)  # importing jax (configure_xla_cpu) adds a root handler
     try:
         return int(args.func(args) or 0)
     except Exception as e:  # one line for mistakes and failures; a bug keeps its traceback
