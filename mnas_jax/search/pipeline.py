@@ -22,11 +22,12 @@ from calibration.drift import write_series
 from latency.session import DeviceSession
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.reward import RewardConfig, Target
-from mnas_jax.search.children import train_child
+from mnas_jax.search.children import check_data, train_child
 from mnas_jax.search.config import SearchConfig
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
 from mnas_jax.search.loop import LoopConfig, run_loop
 from mnas_jax.search.pareto import dominates, pareto_front
+from mnas_jax.search.workdir import local_workdir
 from mnas_jax.search.report import front_candidates, plot_search, write_samples
 from mnas_jax.space import ArchSpec, get_space, reference
 from predictor import device_fit as df
@@ -68,7 +69,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                executor: str | None = None, ray_address: str | None = None,
                resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) the search; returns the report directory."""
-    workdir = Path(workdir)
+    workdir = local_workdir(workdir)
     config = dataclasses.replace(config, device=device or config.device,
                                  executor=executor or config.executor,
                                  ray_address=ray_address or config.ray_address)
@@ -80,6 +81,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
     space = get_space(config.space, config.setting)
     setting = space.setting
     target = Target.parse(config.target)
+    check_data(config.data, config.data_dir, config.setting)  # before anything is measured
     started = time.time()
     with DeviceSession.open(config.device, workdir) as session:
         fp = session.device.fingerprint()
@@ -130,15 +132,18 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                                 on_round=lambda r: store.append_event(
                                     "calibration", {**r, "run_id": run_id}),
                                 rounds=rounds)
-        overrides = tuple((k, v) for k, v in (("max_steps", config.train_steps),
-                                              ("train_limit", config.train_limit),
-                                              ("val_limit", config.val_limit)) if v is not None)
-        train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides)
+        overrides = tuple(config.train_overrides.items()) + tuple(
+            (k, v) for k, v in (("max_steps", config.train_steps), ("train_limit", config.train_limit),
+                                ("val_limit", config.val_limit)) if v is not None)
+        train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides,
+                                     data=config.data, data_dir=config.data_dir)
         if config.executor == "ray":
             from latency.prefetch import split_cores
 
-            _, free = split_cores(getattr(session.device, "core", None))
-            evaluator: Any = RayExecutor(train_fn, config.ray_address, train_cores=free)
+            core = getattr(session.device, "core", None)  # set for a local CPU device only
+            free = split_cores(core)[1] if core is not None else None
+            evaluator: Any = RayExecutor(train_fn, config.ray_address,
+                                         resources=config.child_resources, train_cores=free)
         else:
             evaluator = LocalExecutor(train_fn)
 

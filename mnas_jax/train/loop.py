@@ -15,7 +15,6 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from mnas_jax.data.fashion_mnist import load_fashion_mnist
 from mnas_jax.data.pipeline import prefetch, put_sharded
 from mnas_jax.data.source import DataSource
 from mnas_jax.models import build_model, init_variables
@@ -26,7 +25,7 @@ from mnas_jax.train.compile_cache import enable_compile_cache
 from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.optim import make_optimizer
 from mnas_jax.train.result import FAILED, OK, TrainResult
-from mnas_jax.train.sharding import Placement, check_batch_size, make_placement, maybe_initialize_distributed
+from mnas_jax.train.sharding import Placement, check_batch_size, make_placement
 from mnas_jax.train.compile import compile_child
 from mnas_jax.train.evaluate import evaluate, recalibrate_batch_stats
 from mnas_jax.train.state import TrainState
@@ -101,7 +100,7 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
 
 
 def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
-                       data: DataSource | None = None, *,
+                       data: DataSource, *,
                        on_step: StepCallback | None = None) -> TrainResult:
     """Train ``spec`` with ``config`` and report validation (and optionally test) accuracy.
 
@@ -109,10 +108,8 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     ``status='failed'`` and the reason, so a search can carry on with the next child.
     ``on_step`` sees every step (see `StepCallback`), e.g. to draw a progress bar.
     """
-    maybe_initialize_distributed(config.distributed)
     if config.compile_cache_dir:
         enable_compile_cache(config.compile_cache_dir)
-    data = data if data is not None else load_fashion_mnist(input_size=spec.input_size)
     _check_data(spec, data)
     placement = make_placement()
     check_batch_size(config.batch_size, placement)
