@@ -7,8 +7,11 @@ so that commands that never train do not pay for importing JAX; `join_job` decid
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 GOOGLE_PCI_VENDOR = "0x1ae0"  # TPU chips on a Cloud TPU VM
@@ -39,3 +42,36 @@ def is_primary() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def wait_for_all(name: str, timeout_s: float = 900.0) -> None:
+    """Wait until every process of the job reaches ``name`` (no-op in a single process).
+
+    Processes drift apart while they import and load data, and the first collective gives up
+    after 30 s on CPU (gloo); this barrier of jax's coordination service waits as long as it
+    takes (up to ``timeout_s``).
+    """
+    import jax
+    from jax._src import distributed  # the coordination client; no public barrier takes a timeout
+
+    client = distributed.global_state.client
+    if client is not None and jax.process_count() > 1:
+        client.wait_at_barrier(f"mnas:{name}", int(timeout_s * 1000))
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to file descriptor 1 to stderr for a while.
+
+    Native libraries print to stdout on their own (gloo announces its peers when the first
+    collective runs); stdout must carry the command's result (--json) and nothing else.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

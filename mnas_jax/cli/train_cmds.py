@@ -62,7 +62,7 @@ def _config(args: argparse.Namespace, arch_id: str):
 def _train(args: argparse.Namespace) -> int:
     import jax
 
-    from mnas_jax.cli.distributed import is_primary
+    from mnas_jax.cli.distributed import is_primary, stdout_to_stderr, wait_for_all
     from mnas_jax.data import DataSpec, open_data
     from mnas_jax.search.workdir import local_workdir
     from mnas_jax.space import parse_arch
@@ -73,8 +73,9 @@ def _train(args: argparse.Namespace) -> int:
     data = open_data(DataSpec.parse(args.data, args.data_dir), input_size=spec.input_size,
                      channels=spec.input_channels, num_classes=spec.num_classes)  # fails fast, one line
     config = _config(args, spec.arch_id)
+    wait_for_all("data-loaded")  # the first collective must not time out on a slow process
     primary = is_primary()
-    with _StepProgress(spec.arch_id, enabled=primary and not args.quiet) as on_step:
+    with _StepProgress(spec.arch_id, enabled=primary and not args.quiet) as on_step, stdout_to_stderr():
         result = train_and_evaluate(spec, config, jax.random.key(args.seed), data, on_step=on_step)
     if not primary:
         return 0 if result.ok else 1

@@ -65,9 +65,15 @@ def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] 
     import ray
 
     context = ray.get_runtime_context()
-    if cores and context.get_node_id() == driver_node:
+    saved = None
+    if cores and context.get_node_id() == driver_node:  # beside the local latency device
+        saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(cores))
-    result = _guarded(train_fn, ArchSpec.from_string(spec_string), seed)
+    try:
+        result = _guarded(train_fn, ArchSpec.from_string(spec_string), seed)
+    finally:
+        if saved is not None:  # the worker process may serve other tasks next
+            os.sched_setaffinity(0, saved)
     given = {"resources": context.get_assigned_resources(),
              "accelerator_ids": {k: v for k, v in context.get_accelerator_ids().items() if v},
              "node_id": context.get_node_id()}

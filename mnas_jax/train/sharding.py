@@ -90,10 +90,7 @@ def join_job(environ: Mapping[str, str] | None = None) -> bool:
         jax.distributed.initialize()
     else:
         return False
-    # process 0 compiles each program and hands the binary to the others, so only it writes
-    # JAX's persistent compilation cache (and the others do not compile the same thing again)
-    jax.config.update("jax_share_binary_between_hosts", True)
-    return True
+    return True  # jax writes its persistent compilation cache from process 0 only
 
 
 def make_placement(devices: list[jax.Device] | None = None) -> Placement:
