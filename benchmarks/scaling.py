@@ -83,13 +83,18 @@ def _markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['processes']} process x {r['devices_per_process']} device | {r['num_devices']} | "
+        layout = (f"{r['processes']} process{'es' if r['processes'] > 1 else ''} x "
+                  f"{r['devices_per_process']} device{'s' if r['devices_per_process'] > 1 else ''}")
+        lines.append(f"| {layout} | {r['num_devices']} | "
                      f"{r['images_per_second']:.1f} | {r['compile_seconds']:.1f} | {r['wall_seconds']:.1f} | "
                      f"{r['final_loss']:.6f} |")
     lines += ["", f"Largest loss difference over the curve: {report['max_loss_difference']:.2e} "
-              "(the same images, the same steps; only float summation order differs).", "",
-              "Both layouts split the work of 2 CPU cores; on this machine the 2-process job also pays "
-              "for its gloo collectives over loopback, the cost a pod pays over its network.", "",
+              "(the same images in the same steps on the same 2-device mesh).", "",
+              "Both layouts share the same 2 CPU cores. The 2-process job compiles every program in "
+              "each process (twice the compile work on the same cores) and exchanges gradients "
+              "through gloo over loopback, the cost a pod pays over its network; with one process "
+              "the 2 devices share memory. On real hosts each process has its own cores, so only "
+              "the collectives' cost remains.", "",
               f"GPU: {report['gpu']}"]
     return "\n".join(lines) + "\n"
 

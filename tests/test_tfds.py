@@ -146,3 +146,25 @@ def test_imagenet_without_data_exits_2_naming_the_options(tmp_path: Path) -> Non
         assert lines[0].startswith("mnas: error:") and needle in lines[0]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing measured or written
     assert not Path(ROOT / "gs:").exists()
+
+
+def test_imagenet_config_variants() -> None:
+    from mnas_jax.search.config import load_config
+    from mnas_jax.train import get_preset
+
+    paper = load_config(ROOT / "configs" / "imagenet.py", "paper")
+    assert (paper.setting, paper.data, paper.train_preset, paper.target) == \
+        ("imagenet", "tfds:imagenet2012", "paper", "1.0x mobilenetv2")
+    assert paper.train_overrides["epochs"] == 5.0 and paper.train_overrides["batch_per_device"] > 0
+    assert get_preset("paper").decay_rate == 0.97  # the RMSProp recipe of MNASNET.md
+    tiny = load_config(ROOT / "configs" / "imagenet.py", "tiny")
+    assert (tiny.setting, tiny.data, tiny.use_table, tiny.executor) == ("tiny64", f"tfds:{NAME}", True, "local")
+
+
+def test_batch_per_device_becomes_a_global_batch() -> None:
+    import jax
+
+    from mnas_jax.search.children import train_config
+
+    config = train_config("paper", {"batch_per_device": 16, "epochs": 5.0})
+    assert config.batch_size == config.eval_batch_size == 16 * jax.device_count() and config.epochs == 5.0

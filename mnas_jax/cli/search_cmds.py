@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from mnas_jax.cli.errors import UserError
@@ -32,7 +33,10 @@ def _search(args: argparse.Namespace) -> int:
 
     _refuse_multiprocess()
     config = load_config(args.config, args.variant)
-    changes = {k: v for k, v in (("data", args.data), ("data_dir", args.data_dir)) if v is not None}
+    data_dir = args.data_dir
+    if data_dir is not None and "://" not in data_dir:
+        data_dir = os.path.abspath(data_dir)  # Ray workers may start in another directory
+    changes = {k: v for k, v in (("data", args.data), ("data_dir", data_dir)) if v is not None}
     config = dataclasses.replace(config, **changes) if changes else config
     out = run_search(config, args.workdir, device=args.device, executor=args.executor,
                      ray_address=args.address, resume=args.resume)
