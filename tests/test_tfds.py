@@ -168,3 +168,22 @@ def test_batch_per_device_becomes_a_global_batch() -> None:
 
     config = train_config("paper", {"batch_per_device": 16, "epochs": 5.0})
     assert config.batch_size == config.eval_batch_size == 16 * jax.device_count() and config.epochs == 5.0
+
+
+def test_search_identity_ignores_where_the_data_lives() -> None:
+    """A search resumes after its data moved; searches run before these fields keep their ids."""
+    import dataclasses
+    import hashlib
+
+    from mnas_jax.search.config import SearchConfig, load_config
+    from mnas_jax.search.pipeline import run_id_of
+
+    tiny = load_config(ROOT / "configs" / "imagenet.py", "tiny")
+    assert run_id_of(dataclasses.replace(tiny, data_dir="/a")) == run_id_of(dataclasses.replace(tiny, data_dir="/b"))
+    assert run_id_of(tiny) != run_id_of(dataclasses.replace(tiny, data="tfds:other"))
+    main = load_config(ROOT / "configs" / "fmnist.py", "main")
+    before = {k: v for k, v in dataclasses.asdict(main).items()  # the fields a search had before
+              if k not in ("data", "data_dir", "train_overrides", "child_resources")}
+    body = json.dumps(before, sort_keys=True, default=str)
+    assert run_id_of(main) == f"{main.name}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
+    assert isinstance(SearchConfig().child_resources, dict)

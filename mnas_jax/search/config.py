@@ -69,6 +69,21 @@ class SearchConfig:
         remote_options(self.child_resources)  # likewise a bad resource request
 
 
+# Where the data lives is not what the search is: a moved data dir must not orphan a search.
+# Fields added after searches were run stay out of the identity while they hold their default,
+# so those searches still resume.
+_LOCATION_FIELDS = ("data_dir",)
+_LATER_FIELDS = ("data", "train_overrides", "child_resources")
+
+
+def identity(config: SearchConfig) -> dict[str, Any]:
+    """The fields that make a search what it is (its run id is a hash of them)."""
+    fields = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(SearchConfig())
+    return {k: v for k, v in fields.items()
+            if k not in _LOCATION_FIELDS and not (k in _LATER_FIELDS and v == defaults[k])}
+
+
 def load_config(path: str | Path, variant: str | None = None) -> SearchConfig:
     """Run the config file's `get_config(variant)`; a missing file or variant is a clear error."""
     path = Path(path)

@@ -23,7 +23,7 @@ from latency.session import DeviceSession
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.reward import RewardConfig, Target
 from mnas_jax.search.children import check_data, train_child
-from mnas_jax.search.config import SearchConfig
+from mnas_jax.search.config import SearchConfig, identity
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
 from mnas_jax.search.loop import LoopConfig, run_loop
 from mnas_jax.search.pareto import dominates, pareto_front
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def run_id_of(config: SearchConfig) -> str:
-    body = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    body = json.dumps(identity(config), sort_keys=True, default=str)
     return f"{config.name}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
 
 
