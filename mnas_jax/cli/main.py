@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Sequence
 
+from mnas_jax.cli.distributed import maybe_join_job
 from mnas_jax.cli.errors import UserError
 
 # Command modules, in help order. Imported lazily so `mnas --help` stays fast.
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        maybe_join_job()  # before any JAX call: jax refuses to join once its backend started
         return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError, ConnectionError) as e:
         print(f"mnas: error: {e}", file=sys.stderr)
