@@ -6,18 +6,17 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from mnas_jax.files import write_atomic
+from predictor.metrics import max_abs_pct, mean_abs_pct, mean_bias, within_10
 
 
 def round_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    err = p / m - 1
-    return {"n": int(len(m)), "mean_abs_pct": float(np.mean(np.abs(err)) * 100) if len(m) else 0.0,
-            "max_abs_pct": float(np.max(np.abs(err)) * 100) if len(m) else 0.0,
-            "bias_pct": float(np.mean(err) * 100) if len(m) else 0.0,
-            "within_10": float(np.mean(np.abs(err) <= 0.10)) if len(m) else 0.0}
+    """The predictor's error on one round's fresh measurements (metrics of predictor.metrics)."""
+    if not len(measured):
+        return {"n": 0, "mean_abs_pct": 0.0, "max_abs_pct": 0.0, "bias_pct": 0.0, "within_10": 0.0}
+    return {"n": len(measured), "mean_abs_pct": mean_abs_pct(predicted, measured),
+            "max_abs_pct": max_abs_pct(predicted, measured), "bias_pct": mean_bias(predicted, measured),
+            "within_10": within_10(predicted, measured)}
 
 
 def write_series(rounds: Sequence[dict[str, Any]], out_dir: Path) -> tuple[Path, Path | None]:

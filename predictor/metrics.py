@@ -69,6 +69,18 @@ def spearman(pred: Any, true: Any) -> float:
     return float(stats.spearmanr(p, t).statistic)
 
 
+def mean_abs_pct(pred: Any, true: Any) -> float:
+    """Mean absolute relative error |pred / true - 1|, in percent."""
+    p, t = _pair(pred, true)
+    return float(100.0 * np.mean(np.abs(p / t - 1.0)))
+
+
+def max_abs_pct(pred: Any, true: Any) -> float:
+    """Largest absolute relative error, in percent."""
+    p, t = _pair(pred, true)
+    return float(100.0 * np.max(np.abs(p / t - 1.0)))
+
+
 def mean_bias(pred: Any, true: Any) -> float:
     """Mean relative error in percent (negative: predictions too low)."""
     p, t = _pair(pred, true)
@@ -106,12 +118,10 @@ def coverage(pred: Any, true: Any, sd: Any, k: float = 1.0) -> float:
 def plot_predicted_vs_measured(path: str, series: dict[str, tuple[Any, Any]], *, title: str,
                                unit: str = "ms") -> None:
     """Scatter of predicted vs measured per method, with the y = x and +-10% lines."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot()
     lo, hi = np.inf, -np.inf
     for label, (pred, true) in series.items():
         p, t = _pair(pred, true)
@@ -127,4 +137,3 @@ def plot_predicted_vs_measured(path: str, series: dict[str, tuple[Any, Any]], *,
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,9 +1,8 @@
-"""Data: Fashion-MNIST splits and batches, the missing-dataset error, TFDS dirs, prefetching."""
+"""Data: Fashion-MNIST splits and batches, the missing-dataset error, prefetching (TFDS: test_tfds.py)."""
 
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from mnas_jax.data import (
     DatasetMissingError,
     Shard,
     load_fashion_mnist,
-    open_tfds,
     prefetch,
 )
 from mnas_jax.data.fashion_mnist import INSTALL_HINT, read_idx, resolve_dir
@@ -76,6 +74,14 @@ def test_process_shards_split_each_global_batch(fmnist: ArraySource) -> None:
         next(fmnist.train_batches(63, seed=0, epoch=0, shard=Shard(0, 2)))
 
 
+def test_process_shards_of_an_augmented_batch_make_the_whole_batch(fmnist: ArraySource) -> None:
+    """Augmentation is drawn for the global batch: N processes train on what 1 process would."""
+    full = next(fmnist.train_batches(64, seed=5, epoch=2))
+    halves = [next(fmnist.train_batches(64, seed=5, epoch=2, shard=Shard(i, 2))) for i in (0, 1)]
+    np.testing.assert_array_equal(np.concatenate([h.images for h in halves]), full.images)
+    np.testing.assert_array_equal(np.concatenate([h.labels for h in halves]), full.labels)
+
+
 def test_missing_dataset_names_install_command(tmp_path: Path) -> None:
     with pytest.raises(DatasetMissingError) as err:
         load_fashion_mnist(tmp_path)
@@ -106,54 +112,3 @@ def test_prefetch_preserves_order_and_raises_producer_errors() -> None:
     gen = prefetch(iter(range(1000)), lambda i: i, size=2)
     assert next(gen) == 0
     gen.close()  # stops the producer thread without hanging
-
-
-def _write_tiny_tfds(root: Path, n_train: int = 40, n_val: int = 12) -> None:
-    """A TFDS-layout dataset: tiny/1.0.0/{dataset_info.json, label.labels.txt, tfrecord shards}."""
-    tf = pytest.importorskip("tensorflow")
-    version = root / "tiny" / "1.0.0"
-    version.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    info = {"name": "tiny", "version": "1.0.0", "splits": []}
-    for split, n, shards in (("train", n_train, 2), ("validation", n_val, 1)):
-        lengths = []
-        for s in range(shards):
-            rows = range(s * n // shards, (s + 1) * n // shards)
-            path = version / f"tiny-{split}.tfrecord-{s:05d}-of-{shards:05d}"
-            with tf.io.TFRecordWriter(str(path)) as writer:
-                for i in rows:
-                    h, w = int(rng.integers(20, 48)), int(rng.integers(20, 48))
-                    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                    example = tf.train.Example(
-                        features=tf.train.Features(
-                            feature={
-                                "image": tf.train.Feature(
-                                    bytes_list=tf.train.BytesList(value=[tf.io.encode_jpeg(img).numpy()])
-                                ),
-                                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3])),
-                            }
-                        )
-                    )
-                    writer.write(example.SerializeToString())
-            lengths.append(str(len(rows)))
-        info["splits"].append({"name": split, "shardLengths": lengths, "numBytes": "0"})
-    (version / "dataset_info.json").write_text(json.dumps(info))
-    (version / "label.labels.txt").write_text("a\nb\nc\n")
-
-
-def test_tfds_directory_reads_without_tensorflow_datasets(tmp_path: Path) -> None:
-    _write_tiny_tfds(tmp_path)
-    src = open_tfds(tmp_path, "tiny", input_size=24, val_size=10)
-    assert src.num_classes == 3 and src.image_shape == (24, 24, 3)
-    assert (src.num_examples("train"), src.num_examples("validation"), src.num_examples("test")) == (30, 10, 12)
-    train = list(src.train_batches(8, seed=0, epoch=0))
-    assert len(train) == 30 // 8 and train[0].images.shape == (8, 24, 24, 3)
-    again = list(src.train_batches(8, seed=0, epoch=0))
-    np.testing.assert_array_equal(train[0].images, again[0].images)
-    assert np.isfinite(train[0].images).all() and abs(float(train[0].images.mean())) < 3
-    val = list(src.eval_batches("validation", 8))
-    assert sum(b.mask.sum() for b in val) == 10 and val[-1].images.shape == (8, 24, 24, 3)
-    test_labels = np.concatenate([b.labels[b.mask > 0] for b in src.eval_batches("test", 8)])
-    np.testing.assert_array_equal(test_labels, np.arange(12) % 3)
-    with pytest.raises(FileNotFoundError, match="no prepared TFDS dataset"):
-        open_tfds(tmp_path, "absent")

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Sequence
 
+from mnas_jax.cli.distributed import maybe_join_job
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.errors import exit_status, one_line
 
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s",
                         force=True)  # importing jax (configure_xla_cpu) adds a root handler
     try:
+        maybe_join_job()  # before any JAX call: jax refuses to join once its backend started
         return int(args.func(args) or 0)
     except Exception as e:  # one line for mistakes and failures; a bug keeps its traceback
         status = exit_status(e)

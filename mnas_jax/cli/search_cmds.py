@@ -1,9 +1,14 @@
-"""`mnas search --config C [--variant V] --workdir W [--device D] [--executor local|ray]`."""
+"""`mnas search --config C [--variant V] --workdir W [--device D] [--executor local|ray]
+[--data fmnist|tfds:NAME --data-dir D]`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
+
+from mnas_jax.cli.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fmnist.py"
 
@@ -17,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default=None,
                    help="where children train: in this process (local) or on a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--data", default=None, help="override the config's data (fmnist or tfds:NAME[/CONFIG][:SPLIT])")
+    p.add_argument("--data-dir", default=None, help="override the config's data directory (TFDS data dir)")
     p.add_argument("--resume", action="store_true", help="continue the search in --workdir")
     p.add_argument("--predictor", type=Path, default=None,
                    help="use this predictor directory (fitted or transferred for the search's "
@@ -38,7 +45,13 @@ def _search(args: argparse.Namespace) -> int:
     run_search = functools.partial(pipeline.run_search, predictor=args.predictor,
                                    progress=not args.quiet)
 
+    _refuse_multiprocess()
     config = load_config(args.config, args.variant)
+    data_dir = args.data_dir
+    if data_dir is not None and "://" not in data_dir:
+        data_dir = os.path.abspath(data_dir)  # Ray workers may start in another directory
+    changes = {k: v for k, v in (("data", args.data), ("data_dir", data_dir)) if v is not None}
+    config = dataclasses.replace(config, **changes) if changes else config
     out = run_search(config, args.workdir, device=args.device, executor=args.executor,
                      ray_address=args.address, resume=args.resume)
     if args.json:
@@ -49,3 +62,13 @@ def _search(args: argparse.Namespace) -> int:
     else:
         print(out / "report.md")
     return 0
+
+
+def _refuse_multiprocess() -> None:
+    """The search runs as one process; its children may use many devices (or Ray workers)."""
+    import jax
+
+    if jax.distributed.is_initialized() and jax.process_count() > 1:
+        raise UserError(f"mnas search runs as one process, not as process {jax.process_index()} of "
+                        f"{jax.process_count()}: unset MNAS_COORDINATOR_ADDRESS (or set "
+                        "MNAS_DISTRIBUTED=off) and train children on other hosts with --executor ray")

@@ -1,27 +1,34 @@
-"""`mnas train ARCH --setting fmnist --epochs E [--steps N] [--json]`: train one architecture."""
+"""`mnas train ARCH --setting S [--data fmnist|tfds:NAME --data-dir D] --epochs E [--json]`.
+
+In a multi-process job (see `mnas_jax.cli.distributed`) every process runs the same command;
+process 0 alone prints and draws progress (checkpoints are written through orbax, which writes
+replicated state from process 0, and JAX's compilation cache is written by process 0 only).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.output import print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an architecture on Fashion-MNIST and report accuracy")
+    p = sub.add_parser("train", help="train an architecture on Fashion-MNIST or a TFDS dataset")
     p.add_argument("arch", help="reference name, spec string, or JSON file")
-    p.add_argument("--setting", default="fmnist", help="setting for reference names (data: fmnist)")
+    p.add_argument("--setting", default="fmnist", help="setting for reference names (fmnist, tiny64, imagenet)")
     p.add_argument("--preset", default="paper", choices=("paper", "proxy", "smoke"),
                    help="training recipe: paper (full, checkpointed), proxy (search child), smoke")
     p.add_argument("--epochs", type=float, help="epochs (default: the preset's)")
     p.add_argument("--steps", type=int, help="step budget (overrides --epochs)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (init, dropout, data order)")
-    p.add_argument("--data-dir", help="Fashion-MNIST IDX directory (default: $MNAS_FMNIST_DIR or Debian's)")
-    p.add_argument("--workdir", default=".", type=Path, help="checkpoints and compile cache go here")
+    p.add_argument("--data", default="fmnist",
+                   help="fmnist (default) or tfds:NAME[/CONFIG][:SPLIT], e.g. tfds:imagenet2012")
+    p.add_argument("--data-dir", help="where --data lives: a TFDS data dir (local or gs://), or the "
+                                      "Fashion-MNIST IDX directory (default: $MNAS_FMNIST_DIR or Debian's)")
+    p.add_argument("--workdir", default=".", help="checkpoints and compile cache go here (a local directory)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint a paper training")
     p.add_argument("--dw-impl", default="auto", choices=("auto", "shift", "xla"), help="depthwise implementation")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -55,20 +62,23 @@ def _config(args: argparse.Namespace, arch_id: str):
 def _train(args: argparse.Namespace) -> int:
     import jax
 
-    from mnas_jax.data import load_fashion_mnist
+    from mnas_jax.cli.distributed import is_primary, stdout_to_stderr, wait_for_all
+    from mnas_jax.data import DataSpec, open_data
+    from mnas_jax.search.workdir import local_workdir
     from mnas_jax.space import parse_arch
     from mnas_jax.train import train_and_evaluate
 
+    args.workdir = local_workdir(args.workdir)
     spec = parse_arch(args.arch, args.setting)
-    if (spec.input_channels, spec.num_classes) != (1, 10):
-        raise UserError(
-            f"{args.arch} in setting {args.setting!r} takes {spec.input_channels}-channel input and "
-            f"{spec.num_classes} classes; Fashion-MNIST needs 1 and 10: use --setting fmnist"
-        )
-    data = load_fashion_mnist(args.data_dir, input_size=spec.input_size)  # fails fast, one line
+    data = open_data(DataSpec.parse(args.data, args.data_dir), input_size=spec.input_size,
+                     channels=spec.input_channels, num_classes=spec.num_classes)  # fails fast, one line
     config = _config(args, spec.arch_id)
-    with _StepProgress(spec.arch_id, enabled=not args.quiet) as on_step:
+    wait_for_all("data-loaded")  # the first collective must not time out on a slow process
+    primary = is_primary()
+    with _StepProgress(spec.arch_id, enabled=primary and not args.quiet) as on_step, stdout_to_stderr():
         result = train_and_evaluate(spec, config, jax.random.key(args.seed), data, on_step=on_step)
+    if not primary:
+        return 0 if result.ok else 1
     out = result.to_dict()
     if args.json:
         print_json(out)

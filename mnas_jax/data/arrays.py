@@ -49,18 +49,16 @@ class ArraySource:
     def num_examples(self, split: str) -> int:
         return len(self.labels[check_split(split)])
 
-    def _place(self, raw: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """Put raw images on the input canvas (random offset + flip with rng, centred without)."""
+    def _place(self, raw: np.ndarray, offsets: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """Put raw images on the input canvas: at (tops, lefts, flips) when given, else centred."""
         n, h, w, c = raw.shape
         size = self.input_size
         canvas = np.zeros((n, size, size, c), np.uint8)
-        if rng is None:
+        if offsets is None:
             top, left = (size - h) // 2, (size - w) // 2
             canvas[:, top : top + h, left : left + w] = raw
         else:
-            tops = rng.integers(0, size - h + 1, n)
-            lefts = rng.integers(0, size - w + 1, n)
-            flips = rng.random(n) < 0.5
+            tops, lefts, flips = offsets
             for i in range(n):
                 img = raw[i, :, ::-1] if flips[i] else raw[i]
                 canvas[i, tops[i] : tops[i] + h, lefts[i] : lefts[i] + w] = img
@@ -84,11 +82,17 @@ class ArraySource:
         local = shard.local_size(batch_size)
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(n)
+        h, w = images.shape[1:3]
+        mine = slice(shard.index * local, (shard.index + 1) * local)
         for start in range(0, n - batch_size + 1, batch_size):
-            rows = order[start : start + batch_size][shard.index * local : (shard.index + 1) * local]
-            rows = np.sort(rows)  # contiguous-ish reads; the order inside a batch does not matter
-            x = self._place(images[rows], rng if augment else None)
-            yield Batch(x, labels[rows].astype(np.int32), np.ones(local, np.float32))
+            rows = np.sort(order[start : start + batch_size])  # contiguous-ish reads
+            offsets = None
+            if augment:  # drawn for the whole global batch, so every process count sees the same batch
+                drawn = (rng.integers(0, self.input_size - h + 1, batch_size),
+                         rng.integers(0, self.input_size - w + 1, batch_size), rng.random(batch_size) < 0.5)
+                offsets = tuple(a[mine] for a in drawn)
+            rows = rows[mine]
+            yield Batch(self._place(images[rows], offsets), labels[rows].astype(np.int32), np.ones(local, np.float32))
 
     def eval_batches(
         self, split: str, batch_size: int, *, limit: int | None = None, shard: Shard = Shard()

@@ -1,25 +1,31 @@
-"""ImageNet-style input read straight from a TFDS-prepared directory with tf.data.
+"""ImageNet-style input through tensorflow-datasets' own offline reader.
 
-``tensorflow_datasets`` is not needed (and nothing is ever downloaded): a prepared TFDS dataset is
-a directory ``DATA_DIR/NAME[/CONFIG]/VERSION/`` of TFRecord shards named
-``NAME-SPLIT.tfrecord-XXXXX-of-YYYYY`` holding ``tf.train.Example`` records (an encoded image
-under ``image``, an int64 class under ``label``), plus ``dataset_info.json`` (split sizes) and
-``label.labels.txt`` (class names). This module reads those files with tf.data directly.
+A dataset prepared by TFDS (``DATA_DIR/NAME[/CONFIG]/VERSION/``: ``dataset_info.json``,
+``features.json`` and the record shards) is opened with ``tfds.builder_from_directory`` and read
+with ``builder.as_dataset``; nothing is downloaded. ``DATA_DIR`` may be local or ``gs://``
+(TFDS reads through TensorFlow's file systems).
 
-Splits follow the paper: ``validation`` is the first ``val_size`` records of the TFDS training
-split (held out, for ACC(m)); ``train`` is the rest; ``test`` is the TFDS ``validation`` split
-(ImageNet's public 50K). Preprocessing is the usual ImageNet recipe: random-area crop, resize and
-flip for training; a centre crop (input/(input+32) of the shorter side) and resize for eval.
+Splits follow the paper: ``validation`` is the first ``val_size`` examples of the training split
+(held out, for ACC(m)); ``train`` is the rest; ``test`` is the TFDS ``validation`` split
+(ImageNet's public 50K) or ``test``. Each process reads its own part of a split
+(``tfds.even_splits``, as the Flax ImageNet example does per host) and yields local batches of
+``batch_size / process count`` rows; every process yields the same number of batches, so the
+collectives inside a step never wait for a process that ran out.
+
+Preprocessing is the Flax ImageNet example's: training takes a random crop (area 8-100%, aspect
+3/4-4/3, falling back to the centre crop), resizes it to the input size (bicubic) and flips it at
+random; evaluation takes the centre crop of ``input/(input+32)`` of the shorter side and resizes
+it. JPEGs are decoded and cropped in one step. Random choices are stateless and seeded by
+(seed, epoch, example), so an epoch reads the same on every run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import math
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,218 +34,227 @@ from mnas_jax.data.source import Batch, Shard, check_split
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 CROP_PADDING = 32
+HOLDOUT = 50_000  # the paper's validation set held out of ImageNet's training split
+HOLDOUT_FRACTION = 0.1  # ... at most this share of a smaller training split
+_EPOCH_STRIDE = 1_000_003
 
 
 def _tf() -> Any:
-    """Import TensorFlow only when a TFDS source is used (it is slow to import)."""
+    """TensorFlow, imported only when a TFDS source is used, kept off the accelerators."""
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")  # leave accelerators to JAX
     return tf
 
 
-def find_version_dir(data_dir: str | os.PathLike, name: str) -> Path:
-    """``DATA_DIR/NAME`` with a version (``imagenet2012/5.1.0``) or the newest version in it."""
-    root = Path(data_dir) / name
-    if (root / "dataset_info.json").is_file():
-        return root
-    versions = [p for p in root.glob("*") if (p / "dataset_info.json").is_file()] if root.is_dir() else []
+def _tfds() -> Any:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError("--data tfds:... needs tensorflow-datasets: pip install 'mnas-jax[tfds]'") from None
+    return tfds
+
+
+def find_version_dir(data_dir: str | os.PathLike, name: str) -> str:
+    """``DATA_DIR/NAME[/CONFIG]`` itself if it holds a prepared version, else its newest version."""
+    from etils import epath
+
+    root = epath.Path(data_dir) / name
+    if (root / "dataset_info.json").exists():
+        return os.fspath(root)
+    versions = [p for p in root.iterdir() if (p / "dataset_info.json").exists()] if root.is_dir() else []
     if not versions:
         raise FileNotFoundError(
-            f"no prepared TFDS dataset at {root} (expected VERSION/dataset_info.json and "
-            "*.tfrecord-* shards); prepare it with TFDS on a machine with the data, then copy it"
+            f"no dataset prepared by tensorflow-datasets at {root} (expected {name}/VERSION/"
+            "dataset_info.json): prepare it with tfds (`tfds build` or download_and_prepare) "
+            "and pass its parent directory as --data-dir"
         )
-    return max(versions, key=lambda p: tuple(int(v) if v.isdigit() else 0 for v in p.name.split(".")))
+    newest = max(versions, key=lambda p: tuple(int(v) if v.isdigit() else 0 for v in p.name.split(".")))
+    return os.fspath(newest)
 
 
-def _split_files(root: Path, split: str) -> list[str]:
-    files = sorted(str(p) for p in root.glob(f"*-{split}.tfrecord-*"))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord shards for split {split!r} in {root} (*-{split}.tfrecord-*)")
-    return files
+def _centre_window(shape: Any, input_size: int) -> Any:
+    """The Flax example's eval crop: the centre square of input/(input+32) of the shorter side."""
+    tf = _tf()
+    side = tf.cast(input_size / (input_size + CROP_PADDING)
+                   * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32), tf.int32)
+    return tf.stack([(shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2, side, side])
 
 
-def _split_sizes(root: Path) -> dict[str, int]:
-    info = json.loads((root / "dataset_info.json").read_text())
-    return {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in info.get("splits", [])}
+def _random_window(shape: Any, seed: Any, input_size: int) -> Any:
+    """The Flax example's training crop: a random box of 8-100% area and aspect 3/4-4/3, or
+    the eval crop when no box fitted (the whole image came back)."""
+    tf = _tf()
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]), seed=seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    whole = tf.reduce_all(tf.equal(size[:2], shape[:2]))
+    return tf.cond(whole, lambda: _centre_window(shape, input_size),
+                   lambda: tf.stack([begin[0], begin[1], size[0], size[1]]))
 
 
-def _num_classes(root: Path, label_key: str) -> int | None:
-    labels = root / f"{label_key}.labels.txt"
-    if labels.is_file():
-        return sum(1 for line in labels.read_text().splitlines() if line.strip())
-    features = root / "features.json"
-    if features.is_file():
-        text = features.read_text()
-        key = '"numClasses"'
-        if key in text:
-            return int(text.split(key, 1)[1].split(":", 1)[1].split(",")[0].strip(' "}\n'))
-    return None
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class TfdsSource:
-    """A prepared TFDS image-classification dataset read with tf.data (see module docstring)."""
+    """A prepared TFDS image-classification dataset (see the module docstring)."""
 
-    root: Path
+    builder: Any  # tfds.core.DatasetBuilder (read-only, from the directory)
     input_size: int
-    num_classes: int
     channels: int = 3
-    val_size: int = 50_000
-    image_key: str = "image"
-    label_key: str = "label"
     train_split: str = "train"
     test_split: str = "validation"
-    sizes: tuple[tuple[str, int], ...] = ()
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    val_size: int = HOLDOUT
+    image_key: str = "image"
+    label_key: str = "label"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.input_size, self.input_size, self.channels)
 
-    def num_examples(self, split: str) -> int:
-        sizes = dict(self.sizes)
+    @property
+    def num_classes(self) -> int:
+        return int(self.builder.info.features[self.label_key].num_classes)
+
+    def _split(self, split: str, limit: int | None) -> str:
+        """The TFDS split string (a slice) behind one of our splits, first ``limit`` examples."""
+        def first(name: str, start: int) -> str:
+            end = self._size(name) if split != "validation" else self.val_size
+            if limit is not None:
+                end = min(end, start + limit)
+            return f"{name}[{start}:{end}]"
+
         if check_split(split) == "test":
-            return sizes[self.test_split]
-        train = sizes[self.train_split]
-        return min(self.val_size, train) if split == "validation" else max(train - self.val_size, 0)
+            return first(self.test_split, 0)
+        return first(self.train_split, 0 if split == "validation" else self.val_size)
 
-    def _records(self, split: str, shard: Shard, limit: int | None) -> Any:
-        tf = _tf()
-        tfds_split = self.test_split if split == "test" else self.train_split
-        ds = tf.data.TFRecordDataset(_split_files(self.root, tfds_split))
-        if split == "validation":
-            ds = ds.take(self.val_size)
-        elif split == "train":
-            ds = ds.skip(self.val_size)
-        if limit is not None:
-            ds = ds.take(limit)
-        return ds.shard(shard.count, shard.index) if shard.count > 1 else ds
+    def _size(self, split_string: str) -> int:
+        return int(self.builder.info.splits[split_string].num_examples)
 
-    def _parse(self, record: Any) -> tuple[Any, Any]:
-        tf = _tf()
-        feats = tf.io.parse_single_example(
-            record,
-            {
-                self.image_key: tf.io.FixedLenFeature([], tf.string),
-                self.label_key: tf.io.FixedLenFeature([], tf.int64),
-            },
-        )
-        image = tf.io.decode_image(feats[self.image_key], channels=self.channels, expand_animations=False)
-        return image, tf.cast(feats[self.label_key], tf.int32)
+    def num_examples(self, split: str) -> int:
+        return self._size(self._split(split, None))
 
-    def _normalise(self, image: Any) -> Any:
+    def _read(self, split_string: str, *, seed: int | None) -> Any:
+        """Encoded examples of one split string (files shuffled with ``seed`` when given)."""
+        tfds = _tfds()
+        config = tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None
+        return self.builder.as_dataset(split=split_string, shuffle_files=seed is not None,
+                                       read_config=config,
+                                       decoders={self.image_key: tfds.decode.SkipDecoding()})
+
+    def _decode_crop(self, data: Any, window_of: Any) -> Any:
+        """Decode an encoded image and crop it to ``window_of(shape)``; JPEGs in one step."""
         tf = _tf()
-        image = tf.image.resize(image, (self.input_size, self.input_size), method="bicubic")
-        mean = tf.constant(self.mean[: self.channels], tf.float32) * 255.0
-        std = tf.constant(self.std[: self.channels], tf.float32) * 255.0
+
+        def jpeg() -> Any:
+            window = window_of(tf.image.extract_jpeg_shape(data))
+            return tf.image.decode_and_crop_jpeg(data, window, channels=self.channels)
+
+        def other() -> Any:
+            image = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+            w = window_of(tf.shape(image))
+            return tf.image.crop_to_bounding_box(image, w[0], w[1], w[2], w[3])
+
+        return tf.cond(tf.io.is_jpeg(data), jpeg, other)
+
+    def _finish(self, image: Any) -> Any:
+        """Resize (bicubic) to the input size and normalise with ImageNet's statistics."""
+        tf = _tf()
+        image = tf.image.resize(tf.cast(image, tf.float32), (self.input_size, self.input_size),
+                                method="bicubic")
+        image = tf.reshape(image, self.image_shape)
+        mean, std = (MEAN_RGB, STDDEV_RGB) if self.channels == 3 else ((np.mean(MEAN_RGB),), (np.mean(STDDEV_RGB),))
+        mean, std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
         return (image - mean) / std
 
-    def _train_map(self, seed: Any, record: Any) -> tuple[Any, Any]:
+    def _eval_map(self, example: dict[str, Any]) -> tuple[Any, Any]:
         tf = _tf()
-        image, label = self._parse(record)
-        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image),
-            bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
-            seed=seed,
-            min_object_covered=0.1,
-            aspect_ratio_range=(3 / 4, 4 / 3),
-            area_range=(0.08, 1.0),
-            max_attempts=10,
-            use_image_if_no_bounding_boxes=True,
-        )
-        image = tf.slice(image, begin, size)
-        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
-        return self._normalise(tf.cast(image, tf.float32)), label
+        image = self._decode_crop(example[self.image_key], lambda s: _centre_window(s, self.input_size))
+        return self._finish(image), tf.cast(example[self.label_key], tf.int32)
 
-    def _eval_map(self, record: Any) -> tuple[Any, Any]:
+    def _train_map(self, seed: Any, example: dict[str, Any]) -> tuple[Any, Any]:
         tf = _tf()
-        image, label = self._parse(record)
-        shape = tf.shape(image)
-        side = tf.cast(
-            self.input_size / (self.input_size + CROP_PADDING)
-            * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32),
-            tf.int32,
-        )
-        top, left = (shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2
-        image = tf.image.crop_to_bounding_box(image, top, left, side, side)
-        return self._normalise(tf.cast(image, tf.float32)), label
+        image = self._decode_crop(example[self.image_key], lambda s: _random_window(s, seed, self.input_size))
+        flip_seed = seed + tf.constant([0, 1], tf.int64)
+        image = tf.image.stateless_random_flip_left_right(self._finish(image), seed=flip_seed)
+        return image, tf.cast(example[self.label_key], tf.int32)
 
-    def train_batches(
-        self,
-        batch_size: int,
-        *,
-        seed: int,
-        epoch: int,
-        limit: int | None = None,
-        augment: bool = True,
-        shard: Shard = Shard(),
-    ) -> Iterator[Batch]:
-        tf = _tf()
+    def train_batches(self, batch_size: int, *, seed: int, epoch: int, limit: int | None = None,
+                      augment: bool = True, shard: Shard = Shard()) -> Iterator[Batch]:
+        tf, tfds = _tf(), _tfds()
         local = shard.local_size(batch_size)
-        ds = self._records("train", shard, limit)
-        ds = ds.shuffle(min(10 * batch_size, 16_384), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+        split = self._split("train", limit)
+        part = tfds.even_splits(split, n=shard.count, drop_remainder=True)[shard.index]
+        epoch_seed = seed * _EPOCH_STRIDE + epoch
+        ds = self._read(part, seed=epoch_seed % (2**31))
+        ds = ds.shuffle(16 * local, seed=epoch_seed, reshuffle_each_iteration=False)
         if augment:
-            seeds = tf.data.Dataset.range(1 << 62).map(lambda i: tf.stack([seed * 100_003 + epoch, i]))
-            ds = tf.data.Dataset.zip(seeds, ds).map(self._train_map, num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.enumerate().map(
+                lambda i, ex: self._train_map(tf.stack([tf.constant(epoch_seed, tf.int64), i * 2]), ex),
+                num_parallel_calls=tf.data.AUTOTUNE)
         else:
             ds = ds.map(self._eval_map, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(local, drop_remainder=True).prefetch(2)
+        ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         for images, labels in ds.as_numpy_iterator():
             yield Batch(images, labels, np.ones(local, np.float32))
 
-    def eval_batches(
-        self, split: str, batch_size: int, *, limit: int | None = None, shard: Shard = Shard()
-    ) -> Iterator[Batch]:
-        tf = _tf()
+    def eval_batches(self, split: str, batch_size: int, *, limit: int | None = None,
+                     shard: Shard = Shard()) -> Iterator[Batch]:
+        tf, tfds = _tf(), _tfds()
         local = shard.local_size(batch_size)
-        ds = self._records(check_split(split), shard, limit)
-        ds = ds.map(self._eval_map, num_parallel_calls=tf.data.AUTOTUNE).batch(local).prefetch(2)
+        parts = tfds.even_splits(self._split(split, limit), n=shard.count)
+        # every process yields as many batches as the largest part needs (padding batches: mask 0)
+        n_batches = max(math.ceil(self._size(p) / local) for p in parts)
+        ds = self._read(parts[shard.index], seed=None)
+        ds = ds.map(self._eval_map, num_parallel_calls=tf.data.AUTOTUNE).batch(local).prefetch(tf.data.AUTOTUNE)
+        done = 0
         for images, labels in ds.as_numpy_iterator():
-            valid = len(labels)
-            mask = np.zeros(local, np.float32)
-            mask[:valid] = 1.0
-            if valid < local:
-                images = np.concatenate([images, np.zeros((local - valid,) + images.shape[1:], images.dtype)])
-                labels = np.concatenate([labels, np.zeros(local - valid, labels.dtype)])
-            yield Batch(images, labels, mask)
+            yield _pad(images, labels, local)
+            done += 1
+        for _ in range(n_batches - done):
+            yield Batch(np.zeros((local, *self.image_shape), np.float32), np.zeros(local, np.int32),
+                        np.zeros(local, np.float32))
 
 
-def open_tfds(
-    data_dir: str | os.PathLike,
-    name: str,
-    *,
-    input_size: int = 224,
-    val_size: int = 50_000,
-    channels: int = 3,
-    image_key: str = "image",
-    label_key: str = "label",
-    num_classes: int | None = None,
-) -> TfdsSource:
-    """Open ``DATA_DIR/NAME[/VERSION]`` (e.g. ``imagenet2012``) prepared by TFDS."""
-    root = find_version_dir(data_dir, name)
-    sizes = _split_sizes(root)
-    classes = num_classes or _num_classes(root, label_key)
-    if classes is None:
-        raise ValueError(f"cannot tell the number of classes of {root}; pass num_classes=")
-    if "train" not in sizes:
-        raise FileNotFoundError(f"{root}/dataset_info.json lists no 'train' split (found {sorted(sizes)})")
-    test_split = "validation" if "validation" in sizes else "test"
-    if test_split not in sizes:
-        raise FileNotFoundError(f"{root} has neither a 'validation' nor a 'test' split to test on")
-    log.info("TFDS %s: splits %s, %d classes", root, sizes, classes)
-    return TfdsSource(
-        root=root,
-        input_size=input_size,
-        num_classes=classes,
-        channels=channels,
-        val_size=val_size,
-        image_key=image_key,
-        label_key=label_key,
-        test_split=test_split,
-        sizes=tuple(sorted(sizes.items())),
-    )
+def _pad(images: np.ndarray, labels: np.ndarray, size: int) -> Batch:
+    """A batch of ``size`` rows: the given ones, then zero rows with mask 0."""
+    valid = len(labels)
+    mask = np.zeros(size, np.float32)
+    mask[:valid] = 1.0
+    if valid < size:
+        images = np.concatenate([images, np.zeros((size - valid, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([labels, np.zeros(size - valid, labels.dtype)])
+    return Batch(images, labels, mask)
+
+
+def open_tfds(data_dir: str | os.PathLike, name: str, *, split: str = "train", input_size: int = 224,
+              channels: int = 3, val_size: int | None = None, image_key: str = "image",
+              label_key: str = "label") -> TfdsSource:
+    """Open ``DATA_DIR/NAME[/CONFIG][/VERSION]`` (e.g. ``imagenet2012``) prepared by TFDS.
+
+    ``val_size`` examples of ``split`` are held out for validation (default: 50,000, at most
+    10% of the split); the test split is ``validation``, else ``test``.
+    """
+    builder = _tfds().builder_from_directory(find_version_dir(data_dir, name))
+    splits = builder.info.splits
+    if split not in splits:
+        raise ValueError(f"{name} has no split {split!r} (it has {sorted(splits)}); "
+                         f"use --data tfds:{name}:SPLIT with one of them")
+    test_split = next((s for s in ("validation", "test") if s in splits and s != split), None)
+    if test_split is None:
+        raise ValueError(f"{name} has no 'validation' or 'test' split besides {split!r} to test on")
+    features = builder.info.features
+    for key in (image_key, label_key):
+        if key not in features:
+            raise ValueError(f"{name} has no feature {key!r} (it has {sorted(features)}); "
+                             "an image classification dataset needs 'image' and 'label'")
+    n_train = int(splits[split].num_examples)
+    held = val_size if val_size is not None else min(HOLDOUT, int(n_train * HOLDOUT_FRACTION))
+    if not 0 < held < n_train:
+        raise ValueError(f"cannot hold {held} validation examples out of {n_train} in {name}:{split}")
+    log.info("TFDS %s: %s, %d classes, %d held out of %s", name, builder.data_dir,
+             int(features[label_key].num_classes), held, split)
+    return TfdsSource(builder=builder, input_size=input_size, channels=channels, train_split=split,
+                      test_split=test_split, val_size=held, image_key=image_key, label_key=label_key)

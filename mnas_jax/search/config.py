@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from calibration.policy import CalibrationPolicy
 from mnas_jax.controller.ppo import PPOConfig
+from mnas_jax.data.spec import DataSpec
+from mnas_jax.search.executors import remote_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +42,17 @@ class SearchConfig:
     train_steps: int | None = None  # overrides the preset's step budget
     train_limit: int | None = None
     val_limit: int | None = None
+    # more TrainConfig fields for the children, e.g. {"epochs": 5.0}; "batch_per_device": B sets
+    # the global batch to B x the devices each child sees (known only where it trains)
+    train_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # what the children train on: "fmnist" or "tfds:NAME[/CONFIG][:SPLIT]" (read from data_dir,
+    # a directory prepared by tensorflow-datasets; `mnas search --data/--data-dir` override both)
+    data: str = "fmnist"
+    data_dir: str | None = None
     executor: str = "local"  # local | ray
     ray_address: str | None = None
+    # what each Ray child requests, e.g. {"GPU": 1} or {"TPU": 4} (with "CPU": how many cores)
+    child_resources: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"CPU": 1.0})
     # report: the top-k found models and the baselines re-trained with fresh seeds
     report_top_k: int = 3
     report_seeds: int = 3
@@ -61,6 +74,23 @@ class SearchConfig:
                              "(3 or more for a useful seed spread)")
         if self.reward not in ("soft", "hard"):
             raise ValueError(f"reward={self.reward!r}; use 'soft' or 'hard'")
+        DataSpec.parse(self.data, self.data_dir)  # a bad spec fails here, naming it
+        remote_options(self.child_resources)  # likewise a bad resource request
+
+
+# Where the data lives is not what the search is: a moved data dir must not orphan a search.
+# Fields added after searches were run stay out of the identity while they hold their default,
+# so those searches still resume.
+_LOCATION_FIELDS = ("data_dir",)
+_LATER_FIELDS = ("data", "train_overrides", "child_resources")
+
+
+def identity(config: SearchConfig) -> dict[str, Any]:
+    """The fields that make a search what it is (its run id is a hash of them)."""
+    fields = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(SearchConfig())
+    return {k: v for k, v in fields.items()
+            if k not in _LOCATION_FIELDS and not (k in _LATER_FIELDS and v == defaults[k])}
 
 
 def load_config(path: str | Path, variant: str | None = None) -> SearchConfig:

@@ -3,16 +3,21 @@
 Both honour one contract (`Evaluator`): results in input order, `on_result` called as each
 arrives, a child that fails returns status 'failed' with the reason instead of raising.
 `train_fn(spec_string, seed) -> ChildResult` must be a plain top-level function so Ray can ship
-it to workers. Training never shares a core with latency measurement: `train_cores` pins the
-training process (local) or each Ray worker to the cores left free by the measuring device.
+it to workers. Ray children request `resources` (e.g. {"GPU": 1} or {"TPU": 4}); Ray then shows
+each child only the accelerators it was given (CUDA_VISIBLE_DEVICES, TPU_VISIBLE_CHIPS), and a
+child holding accelerators gets a fresh worker process, since JAX picks its devices once per
+process. Training never shares a core with a local CPU latency device: `train_cores` pins the
+training process (local) or each Ray worker on the driver's machine to the cores the measuring
+device leaves free; workers on other machines are not pinned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from mnas_jax.search.types import ChildResult
 from mnas_jax.space import ArchSpec
@@ -55,34 +60,67 @@ class LocalExecutor:
         return out
 
 
-def _ray_child(train_fn: TrainFn, spec_string: str, seed: int,
-               cores: list[int] | None) -> ChildResult:
-    if cores:
+def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] | None,
+               driver_node: str | None) -> ChildResult:
+    import ray
+
+    context = ray.get_runtime_context()
+    saved = None
+    if cores and context.get_node_id() == driver_node:  # beside the local latency device
+        saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(cores))
-    return _guarded(train_fn, ArchSpec.from_string(spec_string), seed)
+    try:
+        result = _guarded(train_fn, ArchSpec.from_string(spec_string), seed)
+    finally:
+        if saved is not None:  # the worker process may serve other tasks next
+            os.sched_setaffinity(0, saved)
+    given = {"resources": context.get_assigned_resources(),
+             "accelerator_ids": {k: v for k, v in context.get_accelerator_ids().items() if v},
+             "node_id": context.get_node_id()}
+    return dataclasses.replace(result, extra={**result.extra, **given})
+
+
+def remote_options(resources: Mapping[str, float]) -> dict[str, Any]:
+    """Ray task options for a child requesting ``resources`` ({"CPU": 1}, {"GPU": 1}, {"TPU": 4}...)."""
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name or not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError(f"child resource {name!r}: {amount!r}; use a name and an amount >= 0, "
+                             "e.g. {'GPU': 1}")
+    custom = {k: float(v) for k, v in resources.items() if k not in ("CPU", "GPU")}
+    options: dict[str, Any] = {"num_cpus": float(resources.get("CPU", 0)), "max_retries": 0}
+    if "GPU" in resources:
+        options["num_gpus"] = float(resources["GPU"])
+    if custom:
+        options["resources"] = custom
+    if options.get("num_gpus") or custom:
+        options["max_calls"] = 1  # a fresh process per child: JAX picks its devices once
+    return options
 
 
 class RayExecutor:
     """Trains children in parallel on a Ray cluster (`address=None` starts a local one)."""
 
     def __init__(self, train_fn: TrainFn, address: str | None = None, num_cpus: int | None = None,
-                 cpus_per_child: float = 1.0, train_cores: set[int] | None = None) -> None:
+                 resources: Mapping[str, float] | None = None,
+                 train_cores: set[int] | None = None) -> None:
         try:
             import ray
         except ImportError:
             raise ValueError("the Ray executor needs Ray: pip install 'mnas-jax[ray]'") from None
         self._ray = ray
+        options = remote_options({"CPU": 1.0} if resources is None else resources)
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=num_cpus, include_dashboard=False,
                      log_to_driver=False, ignore_reinit_error=True)
-        self._remote = ray.remote(num_cpus=cpus_per_child, max_retries=0)(_ray_child)
+        self._remote = ray.remote(**options)(_ray_child)
         self.train_fn = train_fn
         self.cores = sorted(train_cores) if train_cores else None
+        self.driver_node = ray.get_runtime_context().get_node_id()
 
     def evaluate(self, specs: Sequence[ArchSpec], seeds: Sequence[int],
                  on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
         ray = self._ray
-        refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores)
+        refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores, self.driver_node)
                 for s, seed in zip(specs, seeds)]
         index = {r: i for i, r in enumerate(refs)}
         out: list[ChildResult | None] = [None] * len(refs)

@@ -26,12 +26,13 @@ from latency.session import REFERENCE, DeviceSession
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.reward import RewardConfig, Target
 from mnas_jax.search.assess import Assessed, retrain_seeds, verdicts
-from mnas_jax.search.children import train_child
-from mnas_jax.search.config import SearchConfig
+from mnas_jax.search.children import check_data, train_child
+from mnas_jax.search.config import SearchConfig, identity
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
 from mnas_jax.search.loop import LoopConfig, run_loop
 from mnas_jax.search.report import front_candidates, write_report
 from mnas_jax.search.types import Evaluator
+from mnas_jax.search.workdir import local_workdir
 from mnas_jax.space import ArchSpec, SearchSpace, get_space, reference
 from predictor import device_fit as df
 from predictor.io import load_predictor, save_predictor
@@ -42,8 +43,8 @@ UNIT = f"x {REFERENCE}"  # the search's latency unit: multiples of the reference
 
 
 def run_id_of(config: SearchConfig) -> str:
-    """A search's identity: its name and a hash of its whole configuration."""
-    body = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    """A search's identity: its name and a hash of what makes it what it is (config.identity)."""
+    body = json.dumps(identity(config), sort_keys=True, default=str)
     return f"{config.name}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
 
 
@@ -160,15 +161,18 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
 
 
 def make_evaluator(config: SearchConfig, session: DeviceSession) -> Evaluator:
-    """Children trained in this process (default) or on a Ray cluster."""
-    overrides = tuple((k, v) for k, v in (("max_steps", config.train_steps), ("train_limit", config.train_limit),
-                                          ("val_limit", config.val_limit)) if v is not None)
-    train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides)
+    """Children trained in this process (default) or on a Ray cluster, on the config's data."""
+    overrides = tuple(config.train_overrides.items()) + tuple(
+        (k, v) for k, v in (("max_steps", config.train_steps), ("train_limit", config.train_limit),
+                            ("val_limit", config.val_limit)) if v is not None)
+    train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides,
+                                 data=config.data, data_dir=config.data_dir)
     if config.executor == "ray":
         from latency.prefetch import split_cores
 
-        _, free = split_cores(getattr(session.device, "core", None))
-        return RayExecutor(train_fn, config.ray_address, train_cores=free)
+        core = getattr(session.device, "core", None)  # set for a local CPU device only
+        free = split_cores(core)[1] if core is not None else None
+        return RayExecutor(train_fn, config.ray_address, resources=config.child_resources, train_cores=free)
     return LocalExecutor(train_fn)
 
 
@@ -244,7 +248,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                resume: bool = False, progress: bool = True,
                predictor: str | Path | None = None) -> Path:
     """Run (or resume) the search; returns the report directory."""
-    workdir = Path(workdir)
+    workdir = local_workdir(workdir)
     config = dataclasses.replace(config, device=device or config.device, executor=executor or config.executor,
                                  ray_address=ray_address or config.ray_address)
     run_id = run_id_of(config)
@@ -252,6 +256,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
         raise ValueError(f"{workdir} already holds a search (search_checkpoint.json): pass "
                          "--resume to continue it, or use another --workdir")
     space = get_space(config.space, config.setting)
+    check_data(config.data, config.data_dir, config.setting)  # before anything is measured
     started = time.time()
     with DeviceSession.open(config.device, workdir) as session:
         _status(f"device {config.device} ({session.device.fingerprint().device_id}), run {run_id}")

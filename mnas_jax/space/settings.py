@@ -23,7 +23,11 @@ IMAGENET = Setting("imagenet", 224, 3, 1000, 2, (1, 2, 2, 2, 1, 2, 1))
 # setting (stem stride 1, the first stride-2 block made stride 1), so the last feature map is 4x4.
 FMNIST = Setting("fmnist", 32, 1, 10, 1, (1, 1, 2, 2, 1, 2, 1))
 
-SETTINGS: dict[str, Setting] = {s.name: s for s in (IMAGENET, FMNIST)}
+# A small ImageNet-like task (64x64 RGB, 10 classes; e.g. the synthetic TFDS set of the `tiny`
+# variant in configs/imagenet.py): ImageNet's strides, so the last feature map is 2x2.
+TINY64 = Setting("tiny64", 64, 3, 10, 2, (1, 2, 2, 2, 1, 2, 1))
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (IMAGENET, FMNIST, TINY64)}
 
 
 def get_setting(name: str) -> Setting:

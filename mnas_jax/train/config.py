@@ -125,7 +125,7 @@ def proxy() -> TrainConfig:
         epochs=1.0,
         max_steps=40,
         train_limit=10_000,
-        base_learning_rate=0.064,
+        base_learning_rate=0.008,
         warmup_epochs=0.0,
         val_limit=512,
         bn_recalibration_examples=256,

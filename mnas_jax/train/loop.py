@@ -17,7 +17,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnas_jax.data.fashion_mnist import load_fashion_mnist
 from mnas_jax.data.pipeline import prefetch, put_sharded
 from mnas_jax.data.source import DataSource
 from mnas_jax.models import build_model, init_variables
@@ -28,7 +27,7 @@ from mnas_jax.train.compile_cache import enable_compile_cache
 from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.optim import make_optimizer
 from mnas_jax.train.result import FAILED, OK, TrainResult
-from mnas_jax.train.sharding import Placement, check_batch_size, make_placement, maybe_initialize_distributed
+from mnas_jax.train.sharding import Placement, check_batch_size, make_placement
 from mnas_jax.train.compile import compile_child
 from mnas_jax.train.layerwise import compile_layerwise
 from mnas_jax.train.stage_compile import StageCache
@@ -105,7 +104,7 @@ def _run_steps(train_fn: Callable, state: TrainState, key: jax.Array, data: Data
 
 
 def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
-                       data: DataSource | None = None, *,
+                       data: DataSource, *,
                        on_step: StepCallback | None = None,
                        stage_cache: StageCache | None = None,
                        on_trained: Callable[[Any, dict[str, Any]], None] | None = None) -> TrainResult:
@@ -124,10 +123,8 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     arch_id = spec.arch_id
     if config.input_size is not None and config.input_size != spec.input_size:
         spec = dataclasses.replace(spec, input_size=config.input_size)
-    maybe_initialize_distributed(config.distributed)
     if config.compile_cache_dir:
         enable_compile_cache(config.compile_cache_dir)
-    data = data if data is not None else load_fashion_mnist(input_size=spec.input_size)
     _check_data(spec, data)
     placement = make_placement()
     check_batch_size(config.batch_size, placement)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 ENV_COORDINATOR = "MNAS_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "MNAS_NUM_PROCESSES"
 ENV_PROCESS_ID = "MNAS_PROCESS_ID"
+ENV_DISTRIBUTED = "MNAS_DISTRIBUTED"
 
 
 class Placement(NamedTuple):
@@ -43,7 +45,7 @@ class Placement(NamedTuple):
         return Shard(jax.process_index(), jax.process_count())
 
 
-def distributed_from_env(environ: dict[str, str] | None = None) -> DistributedConfig | None:
+def distributed_from_env(environ: Mapping[str, str] | None = None) -> DistributedConfig | None:
     """A DistributedConfig from MNAS_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID, if set."""
     env = os.environ if environ is None else environ
     if ENV_COORDINATOR not in env:
@@ -56,14 +58,39 @@ def distributed_from_env(environ: dict[str, str] | None = None) -> DistributedCo
         ) from None
 
 
-def maybe_initialize_distributed(config: DistributedConfig | None) -> bool:
-    """Join a multi-host job (config, else environment) before any computation; idempotent."""
-    config = config or distributed_from_env()
-    if config is None or jax.distributed.is_initialized():
+def on_cloud_tpu() -> bool:
+    """True on a Cloud TPU VM (TPU chips on the PCI bus); reads /sys only, starts no backend."""
+    try:
+        from jax._src.hardware_utils import num_available_tpu_chips_and_device_id
+    except ImportError:  # moved in a later jax: fall back to asking for MNAS_DISTRIBUTED=auto
         return False
-    log.info("joining %d-process job at %s as %d", config.num_processes, config.coordinator_address, config.process_id)
-    jax.distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
-    return True
+    return num_available_tpu_chips_and_device_id()[0] > 0
+
+
+def join_job(environ: Mapping[str, str] | None = None) -> bool:
+    """Join a multi-process JAX job as the environment says; call it before any JAX computation.
+
+    Explicit: MNAS_COORDINATOR_ADDRESS / MNAS_NUM_PROCESSES / MNAS_PROCESS_ID. Otherwise jax's
+    own cluster detection (Cloud TPU pods, GKE, SLURM, Open MPI) runs on a Cloud TPU VM or when
+    MNAS_DISTRIBUTED=auto; MNAS_DISTRIBUTED=off never joins. Returns True if it joined a job.
+    """
+    env = os.environ if environ is None else environ
+    mode = env.get(ENV_DISTRIBUTED, "")
+    if mode not in ("", "auto", "off"):
+        raise ValueError(f"{ENV_DISTRIBUTED}={mode!r}; use 'auto', 'off' or leave it unset")
+    if mode == "off" or jax.distributed.is_initialized():
+        return False
+    config = distributed_from_env(env)
+    if config is not None:
+        log.info("joining %d-process job at %s as %d", config.num_processes, config.coordinator_address,
+                 config.process_id)
+        jax.distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
+    elif mode == "auto" or on_cloud_tpu():
+        log.info("joining the job jax detects (%s)", "MNAS_DISTRIBUTED=auto" if mode else "Cloud TPU")
+        jax.distributed.initialize()
+    else:
+        return False
+    return True  # jax writes its persistent compilation cache from process 0 only
 
 
 def make_placement(devices: list[jax.Device] | None = None) -> Placement:
