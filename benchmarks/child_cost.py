@@ -69,12 +69,21 @@ def run(names: list[str], n: int, seed: int) -> dict[str, Any]:
             print(f"child {i} {name}: {wall:.1f} s (compile {res.compile_seconds:.1f}, train "
                   f"{res.train_seconds:.1f}, new stages {rows[-1]['new_stages']}) acc {res.val_accuracy}",
                   flush=True)
+        write(summarise(chosen, rows, n, seed))  # a stopped run leaves the children it finished
+    return summarise(chosen, rows, n, seed)
+
+
+def summarise(chosen: dict[str, Any], rows: list[dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
+    """Medians per budget over the children trained so far."""
     summary = {}
     for name in chosen:
         mine = [r for r in rows if r["budget"] == name]
+        if not mine:
+            continue
         summary[name] = {k: float(np.median([r[k] for r in mine])) for k in
                          ("wall_seconds", "compile_seconds", "train_seconds", "evaluate_seconds")}
         summary[name]["mean_wall_seconds"] = float(np.mean([r["wall_seconds"] for r in mine]))
+        summary[name]["children"] = len(mine)
         summary[name]["images"] = chosen[name].batch_size * (chosen[name].max_steps or 0)
         summary[name]["input_size"] = chosen[name].input_size or 32
     return {"n": n, "seed": seed, "summary": summary, "rows": rows,
@@ -85,8 +94,9 @@ def write(report: dict[str, Any]) -> str:
     names = list(report["summary"])
     first = report["summary"][names[0]]
     lines = ["# Proxy child cost (one process, cold start, fresh sampled children)", "",
-             f"{report['n']} children of the MnasNet space, fmnist setting (sample seed {report['seed']}), "
-             "each trained under every budget in turn.", "",
+             f"{min(b['children'] for b in report['summary'].values())} of {report['n']} children of the "
+             f"MnasNet space, fmnist setting (sample seed {report['seed']}), each trained under every "
+             "budget in turn.", "",
              "| budget | input | images | median wall s | mean wall s | compile s | train s | evaluate s "
              f"| wall vs {names[0]} |", "|---|---|---|---|---|---|---|---|---|"]
     for name in names:

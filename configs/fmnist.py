@@ -12,19 +12,23 @@ import dataclasses
 from calibration.policy import CalibrationPolicy
 from mnas_jax.search.config import SearchConfig
 
-# Sized for <= 20 minutes on an idle 2-core machine: table (2473 layers, one pass) ~4.5 min, 30 predictor
-# archs ~2 min, 12 children of the proxy budget (40 steps x 32 images, ~40 s each with
-# compilation), calibration rounds after steps 2 and 4, then the report (best models and the 5
-# MobileNetV2 widths measured, the widths trained with the same budget) ~4 min.
+# The whole chain on an idle 2-core machine: table (one pass over the space's layers), 30
+# predictor archs, 12 children of the proxy budget (120 steps x 32 images at 16x16), calibration
+# rounds after steps 2 and 4, then the report: the best found model and three MobileNetV2 widths
+# re-trained with 3 fresh seeds each at the same budget, their latency measured again. Measured
+# time: benchmarks/reports/main_job/report.md.
 MAIN = SearchConfig(
     name="fmnist-main",
     steps=4,
     batch_size=3,
     predictor_archs=30,
-    table_passes=1,  # a second pass (the default) would add ~4.5 min
+    table_passes=1,  # a second pass (the default) would double the table's time
     calibration=CalibrationPolicy(every=2, n_best=1, n_uncertain=1, n_random=1),
     train_preset="proxy",
     val_limit=1_000,
+    report_top_k=1,
+    report_seeds=3,
+    baselines=("mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv2"),
 )
 
 VARIANTS = {

@@ -12,6 +12,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
+# Modules that take minutes: collected first, so that under `pytest -n 2 --dist loadfile`
+# (scripts/test.sh) each starts at once on a worker while the other worker takes the rest,
+# instead of one of them starting last and running alone.
+LONG_MODULES = ("test_search_smoke.py", "test_fake_phone.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)  # stable: order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO

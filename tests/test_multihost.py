@@ -114,6 +114,24 @@ def test_only_process_0_writes(runs: dict) -> None:
     assert _files(base / "p1") == []  # jax writes its compilation cache from process 0 only
 
 
+def test_a_checkpointed_training_of_many_processes_is_refused(tmp_path: Path) -> None:
+    """Checkpointing (the paper preset) as 2 processes, each with its own work directory, hung:
+    orbax's save waits for a directory all processes share. Until that is supported, every
+    process says so in one line and exits 2, before training."""
+    address = f"127.0.0.1:{_free_port()}"
+    cmd = ["train", "mnasnet-small", "--setting", "fmnist", "--preset", "paper", "--steps", "4",
+           "--batch-size", "32", "--json", "--quiet"]
+    names = ["p0", "p1"]
+    procs = [_start([*cmd, "--workdir", str(tmp_path / n)],
+                    _env(1, MNAS_COORDINATOR_ADDRESS=address, MNAS_NUM_PROCESSES="2", MNAS_PROCESS_ID=str(i)),
+                    tmp_path / "logs" / n) for i, n in enumerate(names)]
+    results = _wait_all(procs, [tmp_path / "logs" / n for n in names], 180)
+    assert [rc for rc, _, _ in results] == [2, 2], results
+    for i, (_, out, err) in enumerate(results):
+        assert out == "" and f"process {i} of 2" in err and "--no-checkpoint" in err, err
+    assert not [p for n in names for p in _files(tmp_path / n) if "checkpoints" in p.parts]
+
+
 # -- how a process joins (jax.distributed.initialize replaced by a recorder) ---------------------
 
 

@@ -63,13 +63,14 @@ def test_short_runs_evaluate_what_they_trained(preset: str, fmnist: ArraySource)
     with the paper's recipe: BN's moving averages (momentum 0.99) lag behind weights that
     still change fast, the error compounds over depth and evaluates far below the weights."""
     config = dataclasses.replace(get_preset(preset), batch_size=32, max_steps=200, log_every=50,
-                                 train_limit=None, val_limit=PROBE, eval_batch_size=256, evaluate_test=False)
+                                 train_limit=None, val_limit=PROBE, eval_batch_size=256, evaluate_test=False,
+                                 input_size=None)  # the recipe at the data's 32x32 (proxy: 16x16)
     seen: dict = {}
     res = train_and_evaluate(TINY, config, jax.random.key(3), fmnist,
                              on_trained=lambda state, evaluated: seen.update(state=state))
     assert res.ok, res.reason
     raw = _raw_train_mode_accuracy(seen["state"].raw_params(), fmnist, config.dw_impl)
-    assert raw > 0.5, (preset, raw)  # 200 steps learn: far above chance (0.1)
+    assert raw > 0.3, (preset, raw)  # 200 steps learn: far above chance (0.1)
     assert res.val_accuracy >= raw - 0.01, (preset, res.val_accuracy, raw)
     if preset == "paper":
         moving = {"params": seen["state"].raw_params(),

@@ -30,14 +30,6 @@ def check_data(data: str, data_dir: str | None, setting: str) -> None:
     _data(data, data_dir, s.input_size, s.input_channels, s.num_classes)
 
 
-@functools.lru_cache(maxsize=1)
-def _stage_cache() -> Any:
-    """This process's compiled stages: every child trained here reuses the stages it shares."""
-    from mnas_jax.train.stage_compile import StageCache
-
-    return StageCache()
-
-
 def train_config(preset: str, overrides: dict[str, Any]) -> Any:
     """The preset with ``overrides``; ``batch_per_device`` becomes a global batch for this host."""
     from mnas_jax.train.config import get_preset
@@ -67,7 +59,7 @@ def train_child(spec_string: str, seed: int, preset: str = "proxy",
     config = train_config(preset, dict(overrides))
     size = config.input_size or spec.input_size
     source = _data(data, data_dir, size, spec.input_channels, spec.num_classes)
-    res = train_and_evaluate(spec, config, jax.random.key(seed), source, stage_cache=_stage_cache())
+    res = train_and_evaluate(spec, config, jax.random.key(seed), source)  # this process's stage cache
     return ChildResult(spec.arch_id, "ok" if res.ok else "failed", res.val_accuracy, res.reason,
                        res.train_seconds + res.compile_seconds,
                        {"compile_seconds": res.compile_seconds, "steps": res.steps,

@@ -60,7 +60,8 @@ class TrainConfig:
     dw_impl: str = "auto"  # "auto" (shift on CPU, xla elsewhere), "shift" or "xla"
     # One compiled executable per distinct layer, shared by every child containing that layer
     # (short proxy runs on CPU, where compiling dominates); False: one per network (full
-    # trainings and accelerators, where whole-network fusion pays). See train/layerwise.py.
+    # trainings and accelerators, where whole-network fusion pays). On more than one device a
+    # child trains as one network whatever this says. See train/layerwise.py.
     layerwise: bool = False
     # Train and evaluate at this input resolution instead of the setting's: the same
     # architecture on smaller images, a cheaper proxy whose fidelity benchmarks/proxy_fidelity
@@ -105,25 +106,28 @@ def paper() -> TrainConfig:
 
 
 def proxy() -> TrainConfig:
-    """One search child: a fixed step budget on a training subset, ACC on part of the validation set.
+    """One search child: 120 steps of 32 images at 16x16 (the fmnist images shrunk 2x), trained
+    layer-wise, ACC on part of the validation set.
 
-    Sized for the 60-second budget per child on 2 CPU cores, compilation included (issue 5).
-    Measured on an idle 2-core machine for mnasnet-a1 in the fmnist setting (91M MACs, above the
-    space's median of 70M): ~19 s compiling, ~23 s for 40 steps of 32 images, ~6 s for BN
-    recalibration and 512 validation images; 48 s in all, validation accuracy ~0.6. Of the
-    budgets tried at that cost (20x64, 40x32, 80x16 images; learning rates 0.016-0.128 per 256),
-    40x32 at 4x the paper's base rate learned most. Such a short run ranks architectures by how
-    fast they start learning, a much weaker signal than the paper's 5 ImageNet epochs: on this
-    machine that is what fits. No warm-up: TF1 RMSProp's accumulator starts at 1, so the first
-    updates are small anyway. No EMA: over a few dozen steps the weights still move fast and
-    an average of the last few steps evaluated below the weights themselves (issue 14).
+    Cost on an idle 2-core machine (benchmarks/reports/child_cost.md, cold process, fresh
+    sampled children): median 59 s a child (21.5 s compiling the stages not seen before, 31.5 s
+    training, 3.4 s evaluating), 0.83x the wall of the budget it replaced (40 steps at 32x32,
+    61 s), which ranked little: after it, MobileNetV2-0.35 and one sampled child of five were
+    near chance (0.15-0.22). At 120 steps at 16x16 every child measured learned (0.49-0.69),
+    and the two seeds of an architecture agreed within 0.02 (two architectures;
+    benchmarks/reports/proxy_fidelity_runs/). How well this ranks against a full epoch is
+    benchmarks/proxy_fidelity.py's question, not answered yet. Learning rate 0.008 per 256
+    images: 0.064 diverged after ~50 steps. No warm-up: TF1 RMSProp's accumulator starts at 1,
+    so the first updates are small anyway. No EMA: over a few dozen steps the weights still
+    move fast and an average of the last few steps evaluated below the weights themselves; BN
+    statistics recomputed on 256 training images for the same reason (issue 14).
     """
     return dataclasses.replace(
         TrainConfig(),
         name="proxy",
         batch_size=32,
         epochs=1.0,
-        max_steps=40,
+        max_steps=120,
         train_limit=10_000,
         base_learning_rate=0.008,
         warmup_epochs=0.0,
@@ -131,8 +135,9 @@ def proxy() -> TrainConfig:
         bn_recalibration_examples=256,
         ema_decay=None,
         evaluate_test=False,
-        log_every=20,
+        log_every=40,
         layerwise=True,
+        input_size=16,
     )
 
 

@@ -30,7 +30,7 @@ from mnas_jax.train.result import FAILED, OK, TrainResult
 from mnas_jax.train.sharding import Placement, check_batch_size, make_placement
 from mnas_jax.train.compile import compile_child
 from mnas_jax.train.layerwise import compile_layerwise
-from mnas_jax.train.stage_compile import StageCache
+from mnas_jax.train.stage_compile import StageCache, process_cache
 from mnas_jax.train.evaluate import evaluate, recalibrate_batch_stats
 from mnas_jax.train.state import TrainState
 
@@ -114,7 +114,8 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     ``status='failed'`` and the reason, so a search can carry on with the next child.
     ``on_step`` sees every step (see `StepCallback`), e.g. to draw a progress bar.
     With ``config.layerwise`` the child trains stage by stage with executables from
-    ``stage_cache`` (a fresh cache when None), compiling only stages it has not seen.
+    ``stage_cache`` (this process's cache when None), compiling only stages it has not seen; on more
+    than one device it trains as one network (the per-stage executables are single-device).
     With ``config.input_size`` the same architecture trains at that input resolution.
     ``on_trained(state, evaluated_variables)`` sees the final training state (its
     ``raw_params()``, its ``eval_variables()`` from BN's moving averages) and the variables that
@@ -145,9 +146,9 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     init_seed = int(jax.random.randint(init_key, (), 0, 2**31 - 1))
     # numpy-seeded, so every process builds the same values before they are replicated
     variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=init_seed), placement.replicated)
-    if config.layerwise:
+    if config.layerwise and placement.num_devices == 1:
         compiled = compile_layerwise(spec, impl, config, variables, placement, dropout_key, steps_per_epoch,
-                                     total_steps, stage_cache if stage_cache is not None else StageCache())
+                                     total_steps, stage_cache if stage_cache is not None else process_cache())
     else:
         compiled = compile_child(model, tx, config, spec, variables, data, placement, dropout_key)
     state = compiled.make_state(variables)

@@ -244,3 +244,10 @@ class StageCache:
             while len(self._fns) > self.capacity:
                 self._fns.popitem(last=False)
         return fns, time.perf_counter() - start
+
+
+@functools.lru_cache(maxsize=1)
+def process_cache() -> StageCache:
+    """This process's compiled stages: every child trained here without a cache of its own
+    reuses the stages it shares with children trained before it."""
+    return StageCache()
