@@ -2,7 +2,7 @@
 
 Variants:
 - main: the README's main job: lookup table, predictor, search with calibration and report
-  (<= 20 minutes on 2 CPU cores).
+  (29 minutes on an idle 2-core machine, README "Status").
 - smoke: the whole chain in a few minutes with tiny training (CI).
 - long: a longer search for a machine with time to spare.
 """

@@ -102,8 +102,10 @@ def test_fast_dense_conv_drops_into_flax_conv() -> None:
     np.testing.assert_allclose(fast.apply(params, x), plain.apply(params, x), **TOL)
 
 
+@pytest.mark.slow
 def test_whole_model_shift_path_equals_xla_path() -> None:
-    """The CPU training path (shift depthwise + matrix-product conv gradients) and the standard
+    """Slow (45 s on 2 cores; the default suite checks every op of the path against XLA above).
+    The CPU training path (shift depthwise + matrix-product conv gradients) and the standard
     one give the same logits and parameter gradients, with the same parameter tree: a small net
     with every layer kind (regular conv with a pooling shortcut, MBConv + SE + identity, sepconv)."""
     from mnas_jax.models import build_model, init_variables

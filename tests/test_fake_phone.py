@@ -6,9 +6,9 @@ split simulated). Everything else is real: the ADB device class with its real su
 runner, `mnas device serve` over HTTP on 127.0.0.1, exports, the SQLite store.
 
 The whole chain through the server (serve -> build-lut -> predictor fit -> validate -> profile)
-is slow (5 minutes on 2 cores shared with other jobs, load average ~10) and kept out of the
-default run; the default run measures through the server, every output format, unplugging,
-and op profiles.
+runs in the default suite: 260 s beside the other tests under `pytest -n 2` on 2 cores, which
+is why this module is collected first (tests/conftest.py); the other tests here measure through
+the server, every output format, unplugging and op profiles.
 """
 
 from __future__ import annotations
@@ -185,7 +185,6 @@ def test_profile_per_layer_beside_the_table(tmp_path, phone):
 
 
 # -- the whole chain ------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_new_phone_chain_through_the_server(tmp_path, phone):
     """serve adb:FAKE -> build-lut (a slice of the space) -> predictor fit -> validate, every
     measurement through the HTTP server; stdout carries JSON only, progress goes to stderr."""

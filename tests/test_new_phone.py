@@ -3,7 +3,8 @@ are read from README.md, so the README shows what this test runs. Real parts onl
 CPU through LiteRT as device A (`local`) and as the new device B (`local:xnnpack=0`), real
 exports, a real SQLite store, a real (smoke) search with Flax training on Fashion-MNIST.
 
-Slow (20 minutes on 2 cores shared with two other jobs, load average 7-10): kept out of the
+Slow (340 s on 2 cores beside the other slow tests under `pytest -n 2`; 20 minutes with two
+other jobs on the machine, load average 7-10): kept out of the
 default run; the pieces it joins are
 tested fast in tests/test_transfer.py, tests/test_cli_conventions.py and tests/test_fake_phone.py.
 """
