@@ -12,9 +12,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-# Modules that take minutes: collected first, so that under `pytest -n 2 --dist loadfile`
-# (scripts/test.sh) each starts at once on a worker while the other worker takes the rest,
-# instead of one of them starting last and running alone.
+# Modules that take minutes: collected first, so that under `pytest -n 2 --dist loadfile
+# --no-loadscope-reorder` (scripts/test.sh; without that flag xdist orders modules by their
+# number of tests) each starts at once on its own worker while the other modules share the
+# workers after them, instead of one of them starting last and running alone.
 LONG_MODULES = ("test_search_smoke.py", "test_fake_phone.py")
 
 

@@ -116,7 +116,11 @@ def test_cpu_pinning_only_on_the_driver_machine(cluster, tmp_path: Path) -> None
     assert all(len(r.extra["cores"]) == len(os.sched_getaffinity(0)) for r in results)
 
 
+@pytest.mark.slow
 def test_a_real_child_trains_holding_a_gpu(cluster) -> None:
+    """Slow (33 s beside other tests): a real Flax child through Ray holding a declared GPU; the
+    default suite checks the placement with stand-in children (above) and a real child through
+    Ray without accelerators (tests/test_executors.py)."""
     from mnas_jax.data.fashion_mnist import resolve_dir
 
     if not (resolve_dir() / "train-images-idx3-ubyte.gz").is_file():
