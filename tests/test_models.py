@@ -61,6 +61,7 @@ def test_init_variables_matches_flax_tree():
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(again)))
 
 
+@pytest.mark.slow  # 19 s; the fmnist samples above run by default
 def test_sampled_imagenet_archs_build_and_run():
     space = get_space("mnasnet", "imagenet")
     specs = [space.decode(t) for t in sample_tokens(space.choices, 5, 8)]

@@ -55,7 +55,8 @@ def _eval_mode_accuracy(variables: dict, data: ArraySource, impl: str) -> float:
     return float(np.mean(np.argmax(logits, -1) == batch.labels))
 
 
-@pytest.mark.parametrize("preset", ["paper", "proxy", "smoke"])
+# paper: slow (45 s beside other tests); the presets a search trains with run by default
+@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "proxy", "smoke"])
 def test_short_runs_evaluate_what_they_trained(preset: str, fmnist: ArraySource) -> None:
     """Issue 14, item 0: each preset's recipe trained for 200 steps of 32 images; what is
     evaluated (EMA when the preset keeps one, BN recalibrated) is at least as good as the
@@ -81,6 +82,7 @@ def test_short_runs_evaluate_what_they_trained(preset: str, fmnist: ArraySource)
 # -- layer-wise training -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 13 s; test_layerwise_training_equals_whole_network covers it by default
 def test_stages_compose_to_the_network() -> None:
     """The stages' modules, fed Net's variables split per stage, compute Net's logits."""
     impl = resolve_dw_impl("auto")
