@@ -17,11 +17,9 @@ bytes: arch id or layer key, seed, and the versions of the converting packages.
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import jax.numpy as jnp
 
 from latency.oplist import non_builtin_ops, ops_of
 from latency.weights import check_variables, random_variables
+from mnas_jax.files import write_atomic
 from mnas_jax.models import DepthwiseImpl, build_model
 from mnas_jax.models.single_layer import build_single_layer, single_layer_input_shape
 from mnas_jax.space import ArchSpec, LayerSpec
@@ -114,22 +113,6 @@ def convert_module(tf: Any, jax2tf: Any, model: Any, variables: Any,
     fn = tf.function(converted, autograph=False,
                      input_signature=[tf.TensorSpec(input_shape, tf.float32, name="input")])
     return convert_tf_function(tf, fn)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` so readers see the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; a model file is not a secret
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class Exporter:

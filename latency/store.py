@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
-import os
 import secrets
 import sqlite3
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any
 
 from latency.measurement import Fingerprint, Measurement, canonical_json
 from latency.protocol import MeasureProtocol
+from mnas_jax.files import write_atomic
 
 SCHEMA_VERSION = 1
 DEFAULT_DB_NAME = "mnas.sqlite"
@@ -290,24 +290,14 @@ class MeasurementStore:
 
     def export_csv(self, path: str | Path) -> int:
         """Write every measurement to CSV atomically (temp file + rename); returns the row count."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(COLUMNS)
-                n = 0
-                for row in self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM measurements "
-                                              "ORDER BY id"):
-                    writer.writerow(row)
-                    n += 1
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(COLUMNS)
+        n = 0
+        for row in self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM measurements ORDER BY id"):
+            writer.writerow(row)
+            n += 1
+        write_atomic(path, text.getvalue())
         return n
 
 

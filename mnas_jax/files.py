@@ -22,6 +22,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; reports and models are not secrets
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

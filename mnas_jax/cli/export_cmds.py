@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from latency.export import ExportError, Exporter, write_atomic
+    from latency.export import ExportError, Exporter
+    from mnas_jax.files import write_atomic
     from latency.oplist import op_counts
 
     spec = parse_arch(args.arch, args.setting)
