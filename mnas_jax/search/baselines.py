@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mnas_jax.controller.policy import check_choices, check_tokens
+from mnas_jax.controller.policy import check_choices
+from mnas_jax.space.tokens import token_rows
 
 __all__ = ["RandomSearch", "RegularizedEvolution", "Searcher"]
 
@@ -79,7 +80,7 @@ class RandomSearch:
         return self.rng.integers(0, self.choices, size=(n, len(self.choices))).astype(np.int32)
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
-        tokens = check_tokens(tokens, self.choices)
+        tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
@@ -165,7 +166,7 @@ class RegularizedEvolution:
         return child
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
-        tokens = check_tokens(tokens, self.choices)
+        tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         for row, r in zip(tokens, rewards):
             self.population.append(([int(t) for t in row], float(r)))
