@@ -103,7 +103,7 @@ def _searchers(
     args: argparse.Namespace, choices: tuple[int, ...]
 ) -> dict[str, Callable[[int], Any]]:
     from mnas_jax.controller.ppo import PPOConfig, PPOSearcher
-    from mnas_jax.search.baselines import RandomSearch, RegularizedEvolution
+    from mnas_jax.search.searchers import RandomSearch, RegularizedEvolution
 
     ppo_config = PPOConfig()
     return {

@@ -36,6 +36,8 @@ class MissingLayerError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
+    """Per-layer latencies of one device and space setting, in ms and relative to the reference."""
+
     space: str
     setting: str
     fingerprint: Mapping[str, Any]
@@ -47,6 +49,7 @@ class LatencyTable:
     build_seconds: float = 0.0
 
     def layer_ms(self, layer: LayerSpec) -> float:
+        """One layer's entry in ms; MissingLayerError when the table lacks it."""
         try:
             return self.entries_ms[layer.key]
         except KeyError:
@@ -56,6 +59,7 @@ class LatencyTable:
             ) from None
 
     def layer_relative(self, layer: LayerSpec) -> float:
+        """One layer's entry relative to the reference; MissingLayerError when it is missing."""
         self.layer_ms(layer)
         return self.entries_relative[layer.key]
 
@@ -69,6 +73,7 @@ class LatencyTable:
 
     # -- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The file's content: schema version, content hash and the table."""
         body = dataclasses.asdict(self)
         body["entries_ms"] = dict(sorted(self.entries_ms.items()))
         body["entries_relative"] = dict(sorted(self.entries_relative.items()))
@@ -83,6 +88,7 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path, *, space: str | None = None, setting: str | None = None,
              device_id: str | None = None, allow_mismatch: bool = False) -> LatencyTable:
+        """Read a table file: schema and hash checked, and space, setting and device unless told."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"latency table {str(path)!r} does not exist; build one with "

@@ -30,16 +30,20 @@ class Inputs:
     choices: tuple[int, ...] | None = None
 
     def column(self, name: str) -> np.ndarray:
+        """One feature column by name; ValueError naming it when missing."""
         if name not in self.names:
             raise ValueError(f"feature {name!r} is missing; have {list(self.names)}")
         return self.features[:, self.names.index(name)]
 
     def subset(self, idx: np.ndarray) -> Inputs:
+        """The rows `idx` of features and tokens."""
         tokens = None if self.tokens is None else self.tokens[idx]
         return dataclasses.replace(self, features=self.features[idx], tokens=tokens)
 
 
 class Baseline(Protocol):
+    """A fitted baseline: a name and predictions from Inputs."""
+
     name: str
 
     def predict(self, inputs: Inputs) -> np.ndarray: ...
@@ -60,6 +64,8 @@ class ColumnAffine:
 
 @dataclasses.dataclass(frozen=True)
 class OneHotRidge:
+    """A ridge model on one-hot layer choices, with the penalty it was fitted with."""
+
     name: str
     choices: tuple[int, ...]
     weights: np.ndarray
@@ -80,20 +86,24 @@ def _lstsq_affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def fit_macs_linear(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Latency = a * MACs + b by least squares."""
     return ColumnAffine("macs_linear", "macs", *_lstsq_affine(inputs.column("macs"), y))
 
 
 def table_sum(inputs: Inputs, y: np.ndarray | None = None) -> ColumnAffine:
+    """The plain lookup-table sum (nothing fitted; `y` is ignored)."""
     inputs.column("table_ms")
     return ColumnAffine("table_sum", "table_ms", 1.0, 0.0)
 
 
 def fit_table_scale(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Table sum x one scale: the geometric mean of measured / sum."""
     s = inputs.column("table_ms")
     return ColumnAffine("table_scale", "table_ms", float(np.exp(np.mean(np.log(y / s)))), 0.0)
 
 
 def fit_table_affine(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Latency = a * table sum + b by least squares."""
     return ColumnAffine("table_affine", "table_ms", *_lstsq_affine(inputs.column("table_ms"), y))
 
 

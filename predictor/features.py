@@ -278,7 +278,7 @@ class Featurizer:
         return _combine(vecs, self.n_add, self.width)
 
     # -- fast path -----------------------------------------------------------------------------
-    def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
+    def _token_rows(self, tokens: np.ndarray) -> np.ndarray:
         """Token rows (n, D) as int64; OutsideSpaceError naming a token the space lacks."""
         try:
             return token_rows(tokens, self._choices, names=self.space.decision_names,
@@ -306,7 +306,7 @@ class Featurizer:
 
     def from_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """Features of token rows (n, D) -> (n, F) float64."""
-        t = self.check_tokens(tokens)
+        t = self._token_rows(tokens)
         n = len(t)
         combos = [t[:, ix] @ r for ix, r in zip(self._decisions, self._radix)]
         # 1. block shapes (repeats, channels, stride) of every combo seen

@@ -6,7 +6,7 @@ gives LAT and its uncertainty -> candidates predicted above ``screen_factor * T`
 -> every K steps a calibration round -> every sample appended to the store -> checkpoint.
 
 Screening never changes a reward. A screened candidate is not trained, gets no reward and is left
-out of the PPO batch; the controller draws again (up to ``max_draws`` candidates a step) until
+out of the PPO batch; the controller draws again (``max_draws_factor`` x the batch at most) until
 ``batch_size`` candidates pass. So the update is PPO on the policy restricted to the unscreened
 region (rejection sampling): every trained child gets exactly the configured reward, soft or
 hard, and the soft reward is not turned into a hard cut at ``screen_factor * T`` (a reward of 0

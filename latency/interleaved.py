@@ -51,11 +51,14 @@ class ReferencePoint:
 
 @dataclass(frozen=True)
 class InterleavedResult:
+    """One interleaved run: the candidates' results and the reference series around them."""
+
     candidates: tuple[CandidateResult, ...]
     reference: tuple[ReferencePoint, ...]
     reference_hash: str
 
     def by_key(self) -> dict[str, CandidateResult]:
+        """The candidates by key."""
         return {c.key: c for c in self.candidates}
 
     @property

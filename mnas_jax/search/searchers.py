@@ -1,4 +1,4 @@
-"""Baseline searchers over token sequences: random search and regularised evolution.
+"""Searchers to compare PPO with, over token sequences: random search and regularised evolution.
 
 They share the PPO searcher's ask/tell shape so the search loop and the benchmarks can swap
 them: `ask(n) -> tokens (n, D) int32`, `tell(tokens, rewards) -> metrics`, and `to_bytes()` /
@@ -76,16 +76,19 @@ class RandomSearch:
         self.best = float("-inf")
 
     def ask(self, n: int) -> np.ndarray:
+        """`n` token sequences (n, D) to evaluate next."""
         n = _check_n(n)
         return self.rng.integers(0, self.choices, size=(n, len(self.choices))).astype(np.int32)
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
+        """Learn from the rewards of evaluated token sequences; metrics of the batch."""
         tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
 
     def to_json(self) -> str:
+        """The searcher's whole state as JSON text (random generator included)."""
         return json.dumps(
             {
                 "kind": self.kind,
@@ -97,10 +100,12 @@ class RandomSearch:
         )
 
     def to_bytes(self) -> bytes:
+        """The searcher's whole state, for a checkpoint."""
         return self.to_json().encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RandomSearch:
+        """The searcher saved by `to_json`/`to_bytes`, continuing exactly where it stopped."""
         d = _load(data, cls.kind)
         searcher = cls(tuple(d["choices"]), d["seed"])
         searcher.rng = _generator(d["rng"], d["seed"])
@@ -143,6 +148,7 @@ class RegularizedEvolution:
         self._mutable = np.flatnonzero(np.asarray(self.choices) > 1)
 
     def ask(self, n: int) -> np.ndarray:
+        """`n` token sequences (n, D) to evaluate next."""
         n = _check_n(n)
         d = len(self.choices)
         if len(self.population) < self.population_size:
@@ -166,6 +172,7 @@ class RegularizedEvolution:
         return child
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
+        """Learn from the rewards of evaluated token sequences; metrics of the batch."""
         tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         for row, r in zip(tokens, rewards):
@@ -175,6 +182,7 @@ class RegularizedEvolution:
         return _batch_metrics(rewards, self.best)
 
     def to_json(self) -> str:
+        """The searcher's whole state as JSON text (random generator included)."""
         return json.dumps(
             {
                 "kind": self.kind,
@@ -189,10 +197,12 @@ class RegularizedEvolution:
         )
 
     def to_bytes(self) -> bytes:
+        """The searcher's whole state, for a checkpoint."""
         return self.to_json().encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RegularizedEvolution:
+        """The searcher saved by `to_json`/`to_bytes`, continuing exactly where it stopped."""
         d = _load(data, cls.kind)
         searcher = cls(tuple(d["choices"]), d["population_size"], d["sample_size"], d["seed"])
         searcher.rng = _generator(d["rng"], d["seed"])
