@@ -64,7 +64,31 @@ def _batch_metrics(rewards: np.ndarray, best: float) -> dict[str, float]:
     return {"reward_mean": float(rewards.mean()), "reward_max": float(rewards.max()), "best": best}
 
 
-class RandomSearch:
+class _JsonState:
+    """Checkpoints as UTF-8 JSON text: the common fields plus each searcher's own `_fields()`;
+    subclasses read them back in `from_json`."""
+
+    kind: str
+    choices: tuple[int, ...]
+    seed: int
+    rng: np.random.Generator
+    best: float
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    def to_json(self) -> str:
+        """The searcher's whole state as JSON text (random generator included)."""
+        return json.dumps({"kind": self.kind, "choices": list(self.choices), **self._fields(),
+                           "seed": self.seed, "rng": self.rng.bit_generator.state,
+                           "best": self.best if np.isfinite(self.best) else None})
+
+    def to_bytes(self) -> bytes:
+        """The searcher's whole state, for a checkpoint."""
+        return self.to_json().encode()
+
+
+class RandomSearch(_JsonState):
     """Uniform sampling of every decision; remembers only the best reward seen."""
 
     kind = "random_search"
@@ -87,22 +111,6 @@ class RandomSearch:
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
 
-    def to_json(self) -> str:
-        """The searcher's whole state as JSON text (random generator included)."""
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "choices": list(self.choices),
-                "seed": self.seed,
-                "rng": self.rng.bit_generator.state,
-                "best": self.best if np.isfinite(self.best) else None,
-            }
-        )
-
-    def to_bytes(self) -> bytes:
-        """The searcher's whole state, for a checkpoint."""
-        return self.to_json().encode()
-
     @classmethod
     def from_json(cls, data: bytes | str) -> RandomSearch:
         """The searcher saved by `to_json`/`to_bytes`, continuing exactly where it stopped."""
@@ -115,7 +123,7 @@ class RandomSearch:
     from_bytes = from_json
 
 
-class RegularizedEvolution:
+class RegularizedEvolution(_JsonState):
     """Aging evolution (Real et al. 2019): tournament of `sample_size`, mutate the winner's one
     decision, the newest child joins and the oldest member leaves.
 
@@ -181,24 +189,9 @@ class RegularizedEvolution:
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
 
-    def to_json(self) -> str:
-        """The searcher's whole state as JSON text (random generator included)."""
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "choices": list(self.choices),
-                "population_size": self.population_size,
-                "sample_size": self.sample_size,
-                "seed": self.seed,
-                "rng": self.rng.bit_generator.state,
-                "population": self.population,
-                "best": self.best if np.isfinite(self.best) else None,
-            }
-        )
-
-    def to_bytes(self) -> bytes:
-        """The searcher's whole state, for a checkpoint."""
-        return self.to_json().encode()
+    def _fields(self) -> dict[str, Any]:
+        return {"population_size": self.population_size, "sample_size": self.sample_size,
+                "population": self.population}
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RegularizedEvolution:
