@@ -1,4 +1,4 @@
-"""Drift control: time a fixed reference model between the candidates.
+"""Interleaved measuring against drift: time a fixed reference model between the candidates.
 
 This machine (and phones: thermal state, governors) speeds up and slows down as a whole; the
 same model's median moves by ~4% over minutes but <1% over 1.5 s. Measuring R C1 R C2 ... Cn R
