@@ -5,7 +5,7 @@
 
 (1) repeatability: MobileNetV2-224 measured 5 times in one run, max/min of the medians;
 (2) drift control: N sampled MnasNet-224 archs measured in 3 passes `--gap` seconds apart, each
-    pass `--rounds` interleaved rounds with the reference (latency.drift.measure_rounds); the
+    pass `--rounds` interleaved rounds with the reference (latency.interleaved.measure_rounds); the
     median pass-to-pass difference of reference-relative latency vs that of absolute ms, and the
     same for one round per pass (the first round of each pass, same run);
 (3) device server: a model measured through `mnas device serve`'s HTTP server on 127.0.0.1,
@@ -34,7 +34,7 @@ import numpy as np
 
 from latency.devices.local import LocalDevice
 from latency.devices.remote import RemoteDevice
-from latency.drift import measure_rounds
+from latency.interleaved import measure_rounds
 from latency.export import Exporter
 from latency.protocol import MeasureProtocol
 from latency.server import make_server

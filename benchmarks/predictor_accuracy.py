@@ -141,12 +141,10 @@ def section_pixel2(out: pathlib.Path, seeds: int, sizes: Sequence[int] = PIXEL2_
 
 
 def _plot_curve(path: pathlib.Path, summary: dict[str, Any], sizes: Sequence[int]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, key, label in ((axes[0], "within_10", "share within +-10%"),
                            (axes[1], "kendall_tau", "Kendall tau")):
         for method in CURVE_METHODS:
@@ -161,7 +159,6 @@ def _plot_curve(path: pathlib.Path, summary: dict[str, Any], sizes: Sequence[int
     fig.suptitle("Pixel 2, FBNet space: held-out accuracy vs training size (mean +- sd over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def print_pixel2(result: dict[str, Any]) -> None:

@@ -225,12 +225,10 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
 
 
 def _plot_transfer(path: pathlib.Path, results: dict[str, Any]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     for device, r in results.items():
         for method, style in (("transfer", "-o"), ("scale_only", "--s")):
             ax.plot(TRANSFER_KS, [r["by_k"][str(k)][method]["within_10"] for k in TRANSFER_KS],
@@ -243,7 +241,6 @@ def _plot_transfer(path: pathlib.Path, results: dict[str, Any]) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def print_local(r: dict[str, Any]) -> None:

@@ -123,18 +123,11 @@ def interleaved(archs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _progress(label: str, every: int = 50) -> Any:
-    def on_step(step: int, total: int, loss: float | None) -> None:
-        if step % every == 0 and loss is not None:
-            print(f"  {label}: step {step}/{total} loss {loss:.3f}", flush=True)
-
-    return on_step
-
-
 def train(archs: list[dict[str, Any]], names: list[str], results: Path) -> None:
     import jax
 
     from mnas_jax.data.fashion_mnist import load_fashion_mnist
+    from mnas_jax.progress import training_progress
     from mnas_jax.space import ArchSpec
     from mnas_jax.train.loop import train_and_evaluate
     from mnas_jax.train.stage_compile import StageCache
@@ -159,8 +152,9 @@ def train(archs: list[dict[str, Any]], names: list[str], results: Path) -> None:
                 if size not in data:
                     data[size] = load_fashion_mnist(input_size=size)
                 start = time.perf_counter()
-                res = train_and_evaluate(spec, config, jax.random.key(seed), data[size], stage_cache=cache,
-                                         on_step=_progress(f"{name} {arch['name']} seed {seed}"))
+                with training_progress(f"{name} {arch['name']} seed {seed}") as on_step:
+                    res = train_and_evaluate(spec, config, jax.random.key(seed), data[size],
+                                             stage_cache=cache, on_step=on_step)
                 wall = time.perf_counter() - start
                 row = {"arch_id": arch["arch_id"], "name": arch["name"], "budget": name, "seed": seed,
                        "wall_seconds": wall, "images": res.steps * config.batch_size,

@@ -103,7 +103,7 @@ def _searchers(
     args: argparse.Namespace, choices: tuple[int, ...]
 ) -> dict[str, Callable[[int], Any]]:
     from mnas_jax.controller.ppo import PPOConfig, PPOSearcher
-    from mnas_jax.search.baselines import RandomSearch, RegularizedEvolution
+    from mnas_jax.search.searchers import RandomSearch, RegularizedEvolution
 
     ppo_config = PPOConfig()
     return {
@@ -137,12 +137,10 @@ def _summarise(results: list[RunResult], budget: int) -> dict[str, Any]:
 
 
 def _plot(curves: dict[str, list[RunResult]], path: pathlib.Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for method, results in curves.items():
         stack = np.stack([r.best_curve for r in results])
         x = np.arange(1, stack.shape[1] + 1)
@@ -156,7 +154,6 @@ def _plot(curves: dict[str, list[RunResult]], path: pathlib.Path, title: str) ->
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _print_table(summary: dict[str, dict[str, Any]], budget: int) -> None:

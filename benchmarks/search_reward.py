@@ -233,14 +233,12 @@ def acceptance(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _plot(runs: dict[str, list[RewardRun]], target: float, unit: str,
           path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     every = np.concatenate([r.latency for rs in runs.values() for r in rs])
     bins = np.linspace(every.min(), np.percentile(every, 99.5), 60)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharex=True)
     for ax, late, title in ((axes[0], False, "all samples"),
                             (axes[1], True, "second half of each search")):
         for name, colour in zip(REWARDS, ("tab:blue", "tab:red")):
@@ -258,7 +256,6 @@ def _plot(runs: dict[str, list[RewardRun]], target: float, unit: str,
     fig.suptitle("soft vs hard reward: latency of the architectures PPO sampled")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _print_table(summary: dict[str, dict[str, Any]], target: float, unit: str) -> None:

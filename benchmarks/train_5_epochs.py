@@ -41,12 +41,10 @@ def train(name: str, epochs: float, seed: int) -> dict[str, Any]:
 
 
 def plot(path: Path, runs: list[dict[str, Any]]) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     for r in runs:
         steps, losses = zip(*r["loss_curve"])
         ax.plot(steps, losses, label=f"{r['model']}: test {r['test_accuracy']:.1%}")
@@ -57,7 +55,6 @@ def plot(path: Path, runs: list[dict[str, Any]]) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Callable, Protocol, Sequence
 
-from calibration.drift import round_errors
+from calibration.error_series import round_errors
 from calibration.policy import CalibrationPolicy, choose
 from mnas_jax.space import ArchSpec
 

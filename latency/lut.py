@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from mnas_jax.files import write_atomic
 from mnas_jax.space import ArchSpec, LayerSpec
 
 TABLE_SCHEMA = 1
@@ -37,6 +36,8 @@ class MissingLayerError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
+    """Per-layer latencies of one device and space setting, in ms and relative to the reference."""
+
     space: str
     setting: str
     fingerprint: Mapping[str, Any]
@@ -48,6 +49,7 @@ class LatencyTable:
     build_seconds: float = 0.0
 
     def layer_ms(self, layer: LayerSpec) -> float:
+        """One layer's entry in ms; MissingLayerError when the table lacks it."""
         try:
             return self.entries_ms[layer.key]
         except KeyError:
@@ -57,6 +59,7 @@ class LatencyTable:
             ) from None
 
     def layer_relative(self, layer: LayerSpec) -> float:
+        """One layer's entry relative to the reference; MissingLayerError when it is missing."""
         self.layer_ms(layer)
         return self.entries_relative[layer.key]
 
@@ -70,6 +73,7 @@ class LatencyTable:
 
     # -- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The file's content: schema version, content hash and the table."""
         body = dataclasses.asdict(self)
         body["entries_ms"] = dict(sorted(self.entries_ms.items()))
         body["entries_relative"] = dict(sorted(self.entries_relative.items()))
@@ -79,19 +83,12 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write: a crash leaves the old file or the new one, never half of one."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | Path, *, space: str | None = None, setting: str | None = None,
              device_id: str | None = None, allow_mismatch: bool = False) -> LatencyTable:
+        """Read a table file: schema and hash checked, and space, setting and device unless told."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"latency table {str(path)!r} does not exist; build one with "

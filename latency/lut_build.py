@@ -34,6 +34,7 @@ from latency.lut import LatencyTable
 from latency.measurement import model_hash
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementRecord, MeasurementStore, new_session_id
+from mnas_jax.progress import Progress
 from mnas_jax.space import LayerSpec
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def build_table(layers: Sequence[LayerSpec], *, space: str, setting: str, device
 
     models = export_layer(todo) if prefetch else (export_layer(layer) for layer in todo)
     title = f"table {space}/{setting}" + (f" ({passes} passes)" if passes > 1 else "")
-    with _Progress(progress, len(todo), title) as advance:
+    with Progress(title, len(todo), enabled=progress) as bar:
         ref_ms = measure_reference() if todo else 0.0
         for i, (layer, model) in enumerate(zip(todo, models)):
             if i and i % reference_every == 0:
@@ -134,7 +135,7 @@ def build_table(layers: Sequence[LayerSpec], *, space: str, setting: str, device
                 m, model_hash=model_hash(model), kind="layer", protocol=protocol, session=session,
                 source=source, key=layer.key, reference_ms=ref_ms, relative=m.median_ms / ref_ms,
                 arch_spec=None))
-            advance()
+            bar.advance()
         if todo:
             measure_reference()
     return assemble_table(layers, store, space=space, setting=setting,
@@ -162,28 +163,3 @@ def assemble_table(layers: Sequence[LayerSpec], store: MeasurementStore, *, spac
                         entries_ms={k: done[k][0] for k in keys},
                         entries_relative={k: done[k][1] for k in keys},
                         build_seconds=build_seconds)
-
-
-class _Progress:
-    """A rich progress bar, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, title: str) -> None:
-        self.enabled, self.total, self.title = enabled and total > 0, total, title
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-                           console=Console(stderr=True))
-        self._p.__enter__()
-        task = self._p.add_task(self.title, total=self.total)
-        return lambda: self._p.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._p.__exit__(*exc)

@@ -15,7 +15,7 @@ from pathlib import Path
 from latency.devices import open_device
 from latency.devices.base import Device
 from latency.devices.local import LocalDevice
-from latency.drift import InterleavedResult, interleaved_records, measure_rounds
+from latency.interleaved import InterleavedResult, interleaved_records, measure_rounds
 from latency.prefetch import PrefetchExporter, split_cores
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementStore, new_session_id
@@ -44,7 +44,7 @@ class DeviceSession:
     exporter: PrefetchExporter
     source: str
     protocol: MeasureProtocol = MeasureProtocol()
-    rounds: int = 2  # interleaved rounds per measurement of a set of archs (drift.measure_rounds)
+    rounds: int = 2  # interleaved rounds per measurement of a set of archs (see measure_rounds)
 
     @classmethod
     def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None,
@@ -82,7 +82,7 @@ class DeviceSession:
                       session_id: str | None = None) -> InterleavedResult:
         """Measure R A1 R A2 ... R (reference = MobileNetV2 of the setting) `rounds` times
         (default: the session's); store every row of every round (under `session_id`, default a
-        fresh id); return the rounds combined (see latency.drift.combine_rounds)."""
+        fresh id); return the rounds combined (see latency.interleaved.combine_rounds)."""
         settings = {setting_of(s) for s in specs}
         if len(settings) != 1:
             raise ValueError(f"architectures of several settings {sorted(settings)}: measure "

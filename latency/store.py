@@ -86,6 +86,7 @@ class StoreSchemaError(ValueError):
 
 
 def utc_now() -> str:
+    """The current UTC time as ISO 8601 text with microseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -129,10 +130,12 @@ class MeasurementRecord:
 
     @property
     def device_id(self) -> str:
+        """The id of the device the record was measured on."""
         return self.fingerprint.device_id
 
     @property
     def measurement(self) -> Measurement:
+        """The record's timing statistics as a Measurement."""
         return Measurement(self.median_ms, self.min_ms, self.iqr_ms, self.cv, self.runs,
                            self.warmup, self.seconds, self.fingerprint, self.retries)
 
@@ -149,6 +152,8 @@ class MeasurementRecord:
 
 @dataclass(frozen=True)
 class StoredMeasurement:
+    """A measurement record with its row id and insertion time."""
+
     id: int
     created_at: str
     record: MeasurementRecord
@@ -156,6 +161,8 @@ class StoredMeasurement:
 
 @dataclass(frozen=True)
 class Event:
+    """A free-form event row: kind and JSON payload."""
+
     id: int
     created_at: str
     kind: str
@@ -180,6 +187,7 @@ class MeasurementStore:
 
     @classmethod
     def in_workdir(cls, workdir: str | Path, create: bool = True) -> MeasurementStore:
+        """The store of a work directory (its default database file)."""
         return cls(Path(workdir) / DEFAULT_DB_NAME, create=create)
 
     def _init(self, busy_timeout_s: float) -> None:
@@ -208,6 +216,7 @@ class MeasurementStore:
             raise
 
     def close(self) -> None:
+        """Close the database connection."""
         self._conn.close()
 
     def __enter__(self) -> MeasurementStore:
@@ -266,16 +275,8 @@ class MeasurementStore:
         rows = self._conn.execute(sql + " ORDER BY id", [v for _, v in where]).fetchall()
         return [_stored(row) for row in rows]
 
-    def latest_per_key(self, *, kind: str = "layer", device_id: str | None = None
-                       ) -> dict[str, StoredMeasurement]:
-        """The newest row of each key (e.g. the current lookup-table entry per layer)."""
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM measurements WHERE id IN (SELECT MAX(id) FROM "
-               "measurements WHERE key IS NOT NULL AND kind = ?"
-               + (" AND device_id = ?" if device_id is not None else "") + " GROUP BY key)")
-        args = [kind] + ([device_id] if device_id is not None else [])
-        return {s.record.key: s for s in map(_stored, self._conn.execute(sql, args).fetchall())}
-
     def events(self, kind: str | None = None) -> list[Event]:
+        """Events in insertion order, optionally of one kind."""
         sql, args = "SELECT id, created_at, kind, payload FROM events", []
         if kind is not None:
             sql, args = sql + " WHERE kind = ?", [kind]
@@ -283,9 +284,11 @@ class MeasurementStore:
                 for i, t, k, p in self._conn.execute(sql + " ORDER BY id", args).fetchall()]
 
     def count(self) -> int:
+        """Number of stored measurements."""
         return int(self._conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0])
 
     def integrity_check(self) -> str:
+        """SQLite's integrity check result ('ok' when the file is sound)."""
         return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def export_csv(self, path: str | Path) -> int:

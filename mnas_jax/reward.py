@@ -134,18 +134,8 @@ class Target:
 
     @property
     def is_relative(self) -> bool:
+        """Whether the target is a multiple of a reference model's latency."""
         return self.unit == "x"
-
-    def to_ms(self, reference_ms: float | None = None) -> float:
-        """Milliseconds of this target; a relative target needs the reference's measured ms."""
-        if self.unit == "ms":
-            return self.value
-        if reference_ms is None or not math.isfinite(reference_ms) or reference_ms <= 0:
-            raise ValueError(
-                f"target {self} is relative to {self.reference_name!r}: pass that model's "
-                f"latency measured on the same device (> 0 ms), got {reference_ms!r}"
-            )
-        return self.value * float(reference_ms)
 
     def __str__(self) -> str:
         if self.unit == "ms":

@@ -4,8 +4,9 @@
 - `table_sum`: the plain lookup-table sum (nothing fitted).
 - `table_scale`: table sum x one scale (geometric mean of measured / sum on the training set).
 - `table_affine`: a * table sum + b (least squares).
-- `onehot_ridge`: linear in one-hot layer choices (ridge; the penalty picked by exact
-  leave-one-out error on the training set), the model behind the Pixel 2 data's README figure.
+- `onehot_ridge`: linear in one-hot layer choices (scikit-learn's RidgeCV: the penalty picked
+  by exact leave-one-out error on the training set), the model behind the Pixel 2 data's README
+  figure.
 Each fitted baseline is a frozen dataclass with `predict(inputs)`; fitting is a pure function.
 """
 
@@ -29,16 +30,20 @@ class Inputs:
     choices: tuple[int, ...] | None = None
 
     def column(self, name: str) -> np.ndarray:
+        """One feature column by name; ValueError naming it when missing."""
         if name not in self.names:
             raise ValueError(f"feature {name!r} is missing; have {list(self.names)}")
         return self.features[:, self.names.index(name)]
 
     def subset(self, idx: np.ndarray) -> Inputs:
+        """The rows `idx` of features and tokens."""
         tokens = None if self.tokens is None else self.tokens[idx]
         return dataclasses.replace(self, features=self.features[idx], tokens=tokens)
 
 
 class Baseline(Protocol):
+    """A fitted baseline: a name and predictions from Inputs."""
+
     name: str
 
     def predict(self, inputs: Inputs) -> np.ndarray: ...
@@ -59,6 +64,8 @@ class ColumnAffine:
 
 @dataclasses.dataclass(frozen=True)
 class OneHotRidge:
+    """A ridge model on one-hot layer choices, with the penalty it was fitted with."""
+
     name: str
     choices: tuple[int, ...]
     weights: np.ndarray
@@ -79,20 +86,24 @@ def _lstsq_affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def fit_macs_linear(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Latency = a * MACs + b by least squares."""
     return ColumnAffine("macs_linear", "macs", *_lstsq_affine(inputs.column("macs"), y))
 
 
 def table_sum(inputs: Inputs, y: np.ndarray | None = None) -> ColumnAffine:
+    """The plain lookup-table sum (nothing fitted; `y` is ignored)."""
     inputs.column("table_ms")
     return ColumnAffine("table_sum", "table_ms", 1.0, 0.0)
 
 
 def fit_table_scale(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Table sum x one scale: the geometric mean of measured / sum."""
     s = inputs.column("table_ms")
     return ColumnAffine("table_scale", "table_ms", float(np.exp(np.mean(np.log(y / s)))), 0.0)
 
 
 def fit_table_affine(inputs: Inputs, y: np.ndarray) -> ColumnAffine:
+    """Latency = a * table sum + b by least squares."""
     return ColumnAffine("table_affine", "table_ms", *_lstsq_affine(inputs.column("table_ms"), y))
 
 
@@ -105,32 +116,23 @@ def onehot(tokens: np.ndarray, choices: Sequence[int]) -> np.ndarray:
     return out
 
 
-def ridge_loo(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[float, np.ndarray]:
-    """Exact leave-one-out RMSE of ridge (unpenalised intercept) for each alpha; best alpha."""
-    n = len(y)
-    xc, yc = x - x.mean(0), y - y.mean()
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    uy = u.T @ yc
-    errors = []
-    for alpha in alphas:
-        shrink = s ** 2 / (s ** 2 + alpha)
-        fitted = u @ (shrink * uy)
-        leverage = (u ** 2) @ shrink + 1.0 / n
-        loo = (yc - fitted) / np.maximum(1.0 - leverage, 1e-9)
-        errors.append(float(np.sqrt(np.mean(loo ** 2))))
-    return float(alphas[int(np.argmin(errors))]), np.array(errors)
-
-
 def fit_onehot_ridge(inputs: Inputs, y: np.ndarray,
                      alphas: Sequence[float] = RIDGE_ALPHAS) -> OneHotRidge:
+    """Ridge on one-hot layer choices (unpenalised intercept), the penalty picked among `alphas`
+    by exact leave-one-out error (scikit-learn's RidgeCV); the largest one below 3 archs."""
+    from sklearn.linear_model import Ridge, RidgeCV
+
     if inputs.tokens is None or inputs.choices is None:
         raise ValueError("the one-hot baseline needs token rows and choices")
     x = onehot(inputs.tokens, inputs.choices)
-    alpha, _ = ridge_loo(x, y, alphas) if len(y) > 2 else (alphas[-1], None)
-    xm, ym = x.mean(0), y.mean()
-    xc = x - xm
-    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - ym))
-    return OneHotRidge("onehot_ridge", tuple(inputs.choices), w, float(ym - xm @ w), alpha)
+    if len(y) > 2:
+        fitted = RidgeCV(alphas=tuple(alphas)).fit(x, y)
+        alpha = float(fitted.alpha_)
+    else:
+        alpha = float(alphas[-1])
+        fitted = Ridge(alpha=alpha).fit(x, y)
+    return OneHotRidge("onehot_ridge", tuple(inputs.choices), np.asarray(fitted.coef_, np.float64),
+                       float(fitted.intercept_), alpha)
 
 
 def fit_baselines(inputs: Inputs, y: np.ndarray) -> dict[str, Baseline]:

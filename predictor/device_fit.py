@@ -72,7 +72,7 @@ def stored_log_relative(store: MeasurementStore, device_id: str) -> dict[str, li
 def stored_relative(store: MeasurementStore, device_id: str) -> dict[str, float]:
     """arch_id -> median of every reference-relative latency stored for this device (each
     round of each measurement is a row; more rows, less noise; the median, as
-    latency.drift.combine_rounds, so one disturbed round does not move it)."""
+    latency.interleaved.combine_rounds, so one disturbed round does not move it)."""
     return {k: float(np.median(np.exp(v))) for k, v in stored_log_relative(store, device_id).items()}
 
 

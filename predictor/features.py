@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from mnas_jax.costs import layer_activation_bytes, layer_macs, layer_params
-from mnas_jax.space import ArchSpec, LayerSpec, SearchSpace, get_space
+from mnas_jax.space import ArchSpec, LayerSpec, SearchSpace, get_space, token_rows
 from mnas_jax.space.fbnet import STAGE_LAYERS as FBNET_STAGE_LAYERS
 
 FEATURE_VERSION = 1
@@ -278,20 +278,13 @@ class Featurizer:
         return _combine(vecs, self.n_add, self.width)
 
     # -- fast path -----------------------------------------------------------------------------
-    def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        t = np.asarray(tokens)
-        width = len(self._choices)
-        if t.ndim != 2 or t.shape[1] != width or not np.issubdtype(t.dtype, np.integer):
-            raise OutsideSpaceError(
-                f"tokens must be an integer array of shape (n, {len(self._choices)}) for the "
-                f"{self.space.name}/{self.space.setting} space, got {t.dtype} {t.shape}")
-        bad = (t < 0) | (t >= self._choices)
-        if bad.any():
-            row, col = map(int, np.argwhere(bad)[0])
-            raise OutsideSpaceError(
-                f"token row {row}, decision {self.space.decision_names[col]} = {int(t[row, col])} "
-                f"is outside the {self.space.name} space ({int(self._choices[col])} choices)")
-        return t.astype(np.int64)
+    def _token_rows(self, tokens: np.ndarray) -> np.ndarray:
+        """Token rows (n, D) as int64; OutsideSpaceError naming a token the space lacks."""
+        try:
+            return token_rows(tokens, self._choices, names=self.space.decision_names,
+                              where=f"the {self.space.name}/{self.space.setting} space")
+        except ValueError as e:
+            raise OutsideSpaceError(str(e)) from None
 
     def _learn_row(self, row: np.ndarray, combos: list[int]) -> None:
         """Decode one token row and cache the vectors of its blocks and tail."""
@@ -313,7 +306,7 @@ class Featurizer:
 
     def from_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """Features of token rows (n, D) -> (n, F) float64."""
-        t = self.check_tokens(tokens)
+        t = self._token_rows(tokens)
         n = len(t)
         combos = [t[:, ix] @ r for ix, r in zip(self._decisions, self._radix)]
         # 1. block shapes (repeats, channels, stride) of every combo seen

@@ -162,15 +162,22 @@ def test_wrong_token_against_a_real_server(monkeypatch, capsys):
 
 
 def test_progress_bars_draw_on_stderr(capsys):
-    """The table build's and the measurements' bars: stdout stays for results."""
-    from latency.drift import _progress
-    from latency.lut_build import _Progress
+    """One helper draws every bar (table build, measurements, training) on stderr: stdout stays
+    for results; disabled (--quiet) it draws nothing."""
+    from mnas_jax.progress import Progress, training_progress
 
-    with _Progress(True, 2, "table mnasnet/fmnist") as advance:
-        advance()
-        advance()
-    with _progress(True, 2) as advance:
-        advance("a")
-        advance("b")
+    with Progress("table mnasnet/fmnist", 2) as bar:
+        bar.advance()
+        bar.advance()
+    with Progress("measuring", 2, transient=True) as bar:
+        bar.advance("measured a")
+        bar.advance("measured b")
+    with training_progress("arch0") as on_step:
+        on_step(1, 2, None)
+        on_step(2, 2, 0.5)
     out, err = capsys.readouterr()
-    assert out == "" and "table mnasnet/fmnist" in err
+    assert out == "" and "table mnasnet/fmnist" in err and "arch0" in err
+    with Progress("quiet", 2, enabled=False) as bar, training_progress("q", enabled=False) as cb:
+        bar.advance()
+        assert cb is None
+    assert capsys.readouterr() == ("", "")

@@ -10,12 +10,12 @@ import pytest
 from mnas_jax.controller.policy import (
     PolicyConfig,
     check_choices,
-    check_tokens,
     greedy,
     init_policy,
     log_prob_and_entropy,
     sample,
 )
+from mnas_jax.space import token_rows
 
 RAGGED = (1, 5, 2, 9, 3)
 SMALL = PolicyConfig(hidden=16, embed_dim=8)
@@ -106,9 +106,11 @@ def test_validation_names_the_bad_value() -> None:
     with pytest.raises(ValueError, match="hidden"):
         PolicyConfig(hidden=0)
     with pytest.raises(ValueError, match=r"token 2 at row 0, decision 0"):
-        check_tokens(np.array([[2, 0]]), (2, 2))
+        token_rows(np.array([[2, 0]]), (2, 2), min_rows=1)
     with pytest.raises(ValueError, match="shape"):
-        check_tokens(np.array([0, 0]), (2, 2))
+        token_rows(np.array([0, 0]), (2, 2), min_rows=1)
+    with pytest.raises(ValueError, match=r"n >= 1"):
+        token_rows(np.zeros((0, 2), dtype=int), (2, 2), min_rows=1)
     params = init_policy(jax.random.PRNGKey(0), (2, 2), SMALL)
     with pytest.raises(ValueError, match="positive int"):
         sample(params, jax.random.PRNGKey(0), 0, (2, 2), SMALL)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from predictor import metrics
-from predictor.baselines import (Inputs, fit_baselines, fit_macs_linear, fit_onehot_ridge,
-                                 fit_table_affine, fit_table_scale, onehot, ridge_loo)
+from predictor.baselines import (RIDGE_ALPHAS, Inputs, fit_baselines, fit_macs_linear,
+                                 fit_onehot_ridge, fit_table_affine, fit_table_scale, onehot)
 
 
 def test_rmse_and_rmspe_closed_form():
@@ -75,21 +75,41 @@ def test_column_baselines_recover_exact_relations():
                                           "table_affine"}
 
 
-def test_onehot_and_ridge_loo_match_brute_force():
+def _closed_form_ridge(x, y, alpha):
+    """Ridge with an unpenalised intercept, solved in closed form: (w, b)."""
+    xm, ym = x.mean(0), y.mean()
+    xc = x - xm
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - ym))
+    return w, ym - xm @ w
+
+
+@pytest.mark.parametrize("n", [2, 12, 40])
+def test_onehot_ridge_matches_brute_force_leave_one_out(n):
+    """The penalty is the one with the least leave-one-out error, refitted one by one; the
+    predictions are the closed-form ridge's (the hand-written exact LOO this replaced)."""
     tokens = np.array([[0, 2], [1, 0], [1, 1]])
     assert onehot(tokens, (2, 3)).tolist() == [[1, 0, 0, 0, 1], [0, 1, 1, 0, 0], [0, 1, 0, 1, 0]]
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(12, 4)), rng.normal(size=12)
-    alpha = 2.0
-    _, err = ridge_loo(x, y, [alpha])
-    loo = []
-    for i in range(len(y)):
-        keep = np.arange(len(y)) != i
-        xm, ym = x[keep].mean(0), y[keep].mean()
-        xc = x[keep] - xm
-        w = np.linalg.solve(xc.T @ xc + alpha * np.eye(4), xc.T @ (y[keep] - ym))
-        loo.append(y[i] - (ym + (x[i] - xm) @ w))
-    assert err[0] == pytest.approx(np.sqrt(np.mean(np.square(loo))))
+    rng = np.random.default_rng(n)
+    choices = (3, 4, 2)
+    tokens = np.stack([rng.integers(0, c, size=n) for c in choices], axis=1)
+    y = 5 + tokens @ np.array([0.5, -0.3, 1.0]) + rng.normal(scale=0.7, size=n)
+    x = onehot(tokens, choices)
+    inputs = _inputs(np.ones(n), tokens=tokens, choices=choices)
+    model = fit_onehot_ridge(inputs, y)
+    if n > 2:
+        def loo_rmse(alpha):
+            errs = []
+            for i in range(n):
+                keep = np.arange(n) != i
+                w, b = _closed_form_ridge(x[keep], y[keep], alpha)
+                errs.append(y[i] - (x[i] @ w + b))
+            return np.sqrt(np.mean(np.square(errs)))
+
+        assert model.alpha == RIDGE_ALPHAS[int(np.argmin([loo_rmse(a) for a in RIDGE_ALPHAS]))]
+    else:
+        assert model.alpha == RIDGE_ALPHAS[-1]
+    w, b = _closed_form_ridge(x, y, model.alpha)
+    np.testing.assert_allclose(model.predict(inputs), x @ w + b, rtol=1e-9, atol=1e-9)
 
 
 def test_onehot_ridge_fits_an_additive_truth():

@@ -16,7 +16,7 @@ from mnas_jax.controller.ppo import (
     state_from_bytes,
     state_to_bytes,
 )
-from mnas_jax.search.baselines import RandomSearch, RegularizedEvolution
+from mnas_jax.search.searchers import RandomSearch, RegularizedEvolution
 
 ONE = (2,)  # one decision with two options: log-probs are log_softmax(head bias)
 PLAIN = PolicyConfig(hidden=8, embed_dim=4, tanh_constant=None)

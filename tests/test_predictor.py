@@ -62,7 +62,7 @@ def test_features_reject_archs_and_tokens_outside_the_space():
     feat = make_featurizer("fbnet")
     with pytest.raises(OutsideSpaceError, match="outside the fbnet/cifar100 space"):
         feat.from_specs([reference("mobilenetv2", "imagenet")])
-    with pytest.raises(OutsideSpaceError, match="decision l3.op = 9"):
+    with pytest.raises(OutsideSpaceError, match=r"token 9 at row 0, decision 3 \(l3.op\) is outside the fbnet/cifar100 space"):
         feat.from_tokens(np.array([[0, 0, 0, 9] + [0] * 18]))
     with pytest.raises(OutsideSpaceError, match=r"shape \(n, 22\)"):
         feat.from_tokens(np.zeros((2, 5), dtype=int))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mnas_jax.space import (
     ArchSpec, BlockSpec, LayerSpec, Op, Skip, get_space, parse_arch, reference, reference_names,
-    sample_tokens,
+    sample_tokens, token_row, token_rows,
 )
 from mnas_jax.space.mnasnet import MnasNetSpace
 
@@ -157,10 +157,22 @@ def test_encode_rejects_points_outside(tmp_path):
     space = get_space("mnasnet", "imagenet")
     with pytest.raises(ValueError, match="out_channels=112"):
         space.encode(reference("mnasnet-a1"))
-    with pytest.raises(ValueError, match="token 0 = 4"):
+    with pytest.raises(ValueError, match="token 4 at row 0, decision 0 "):
         space.decode([4] + [0] * 41)
     with pytest.raises(ValueError, match="42 decisions"):
         space.decode([0] * 5)
+
+
+def test_one_token_reader_for_rows_and_sequences():
+    """token_rows(tokens, choices) is the one check; decode and controllers go through it."""
+    rows = token_rows([[0, 2], [1, 0]], (2, 3))
+    assert rows.dtype == np.int64 and rows.tolist() == [[0, 2], [1, 0]]
+    assert token_row(np.array([1, 2], dtype=np.int32), (2, 3)) == (1, 2)
+    with pytest.raises(ValueError, match=r"token 3 at row 1, decision 1 \(b\) is outside the toy"):
+        token_rows([[0, 0], [1, 3]], (2, 3), names=("a", "b"), where="the toy space")
+    with pytest.raises(ValueError, match=r"integer rows of 2 decisions, shape \(n, 2\)"):
+        token_rows([[0.0, 1.0]], (2, 3))
+    assert token_rows(np.zeros((0, 2), dtype=int), (2, 3)).shape == (0, 2)
 
 
 def test_parse_arch_forms(tmp_path):

@@ -53,9 +53,6 @@ def test_round_trip_and_queries(store, tmp_path):
     assert [r.record for r in store.measurements(arch_id="a1")] == [arch]
     assert len(store.measurements(device_id=FP.device_id)) == 6
     assert len(store.measurements(kind="layer", key="k1")) == 2
-    latest = store.latest_per_key(kind="layer", device_id=FP.device_id)
-    assert {k: v.id for k, v in latest.items()} == {"k0": ids[3], "k1": ids[4], "k2": ids[5]}
-    assert store.latest_per_key(kind="layer", device_id=FP2.device_id) == {}
 
 
 def test_events(store):

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--device", default="local", help=DEVICE_HELP)
     b.add_argument("--workdir", default=".", help="store, conversion cache and tables/ live here")
     b.add_argument("--passes", type=int, default=None,
-                   help="measurements per layer, the entry is their mean (default: 2)")
+                   help="measurements per layer, the entry is their geometric mean (default: 2)")
     b.add_argument("-o", "--output", default=None, help="table file (default: WORKDIR/tables/)")
     b.add_argument("--json", action="store_true", help="print the result as one JSON line")
     b.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")

@@ -65,6 +65,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from mnas_jax.cli.distributed import is_primary, stdout_to_stderr, wait_for_all
     from mnas_jax.data import DataSpec, open_data
+    from mnas_jax.progress import training_progress
     from mnas_jax.search.workdir import local_workdir
     from mnas_jax.space import parse_arch
     from mnas_jax.train import train_and_evaluate
@@ -76,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
                      channels=spec.input_channels, num_classes=spec.num_classes)  # fails fast, one line
     wait_for_all("data-loaded")  # the first collective must not time out on a slow process
     primary = is_primary()
-    with _StepProgress(spec.arch_id, enabled=primary and not args.quiet) as on_step, stdout_to_stderr():
+    with training_progress(spec.arch_id, enabled=primary and not args.quiet) as on_step, stdout_to_stderr():
         result = train_and_evaluate(spec, config, jax.random.key(args.seed), data, on_step=on_step)
     if not primary:
         return 0 if result.ok else 1
@@ -93,36 +94,3 @@ def _train(args: argparse.Namespace) -> int:
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-class _StepProgress:
-    """A rich progress bar on stderr over the training steps (compiling until the first step,
-    then steps, elapsed, remaining and the latest window's mean loss); evaluation follows it."""
-
-    def __init__(self, arch_id: str, enabled: bool) -> None:
-        self.arch_id, self.enabled = arch_id, enabled
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TimeRemainingColumn(),
-                             TextColumn("{task.fields[loss]}"), console=Console(stderr=True))
-        self._bar.__enter__()
-        task = self._bar.add_task(f"{self.arch_id}: compiling", total=None, loss="")
-
-        def on_step(step: int, total: int, loss: float | None) -> None:
-            fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
-            done = step == total
-            self._bar.update(task, completed=step, total=total, **fields,
-                             description=f"{self.arch_id}: {'evaluating' if done else 'training'}")
-
-        return on_step
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

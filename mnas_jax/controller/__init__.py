@@ -3,7 +3,6 @@
 from mnas_jax.controller.policy import (
     PolicyConfig,
     check_choices,
-    check_tokens,
     greedy,
     init_policy,
     log_prob_and_entropy,
@@ -26,7 +25,6 @@ __all__ = [
     "PPOState",
     "PolicyConfig",
     "check_choices",
-    "check_tokens",
     "compute_advantages",
     "greedy",
     "init_policy",

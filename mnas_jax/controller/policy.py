@@ -25,7 +25,6 @@ import numpy as np
 __all__ = [
     "PolicyConfig",
     "check_choices",
-    "check_tokens",
     "greedy",
     "init_policy",
     "log_prob_and_entropy",
@@ -80,24 +79,6 @@ def check_choices(choices: tuple[int, ...]) -> tuple[int, ...]:
                 f"choices[{i}] = {c!r}: every decision needs an int number of options >= 1"
             )
     return tuple(int(c) for c in choices)
-
-
-def check_tokens(tokens: Any, choices: tuple[int, ...]) -> np.ndarray:
-    """Validate token sequences against a decision structure; returns them as int32 (n, D)."""
-    tokens = np.asarray(tokens)
-    d = len(choices)
-    if tokens.ndim != 2 or tokens.shape[1] != d or tokens.shape[0] < 1:
-        raise ValueError(f"tokens must have shape (n >= 1, {d}), got {tokens.shape}")
-    if not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(f"tokens must be integers, got dtype {tokens.dtype}")
-    bad = (tokens < 0) | (tokens >= np.asarray(choices))
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"token {tokens[row, col]} at row {row}, decision {col} is outside "
-            f"[0, {choices[col]})"
-        )
-    return tokens.astype(np.int32)
 
 
 def _symmetric_uniform(scale: float) -> Any:

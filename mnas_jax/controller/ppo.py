@@ -29,12 +29,12 @@ from mnas_jax.controller.policy import (
     Params,
     PolicyConfig,
     check_choices,
-    check_tokens,
     greedy,
     init_policy,
     log_prob_and_entropy,
     sample,
 )
+from mnas_jax.space.tokens import token_rows
 
 __all__ = [
     "ADVANTAGE_NORMS",
@@ -313,7 +313,7 @@ class PPOSearcher:
         return {k: float(v) for k, v in metrics.items()}
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        return check_tokens(tokens, self.choices)
+        return token_rows(tokens, self.choices, min_rows=1).astype(np.int32)
 
     def to_bytes(self) -> bytes:
         """Self-describing msgpack: format tag, choices, config and the PPO state."""

@@ -6,7 +6,7 @@ gives LAT and its uncertainty -> candidates predicted above ``screen_factor * T`
 -> every K steps a calibration round -> every sample appended to the store -> checkpoint.
 
 Screening never changes a reward. A screened candidate is not trained, gets no reward and is left
-out of the PPO batch; the controller draws again (up to ``max_draws`` candidates a step) until
+out of the PPO batch; the controller draws again (``max_draws_factor`` x the batch at most) until
 ``batch_size`` candidates pass. So the update is PPO on the policy restricted to the unscreened
 region (rejection sampling): every trained child gets exactly the configured reward, soft or
 hard, and the soft reward is not turned into a hard cut at ``screen_factor * T`` (a reward of 0
@@ -23,14 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from mnas_jax.files import write_atomic
 from mnas_jax.reward import RewardConfig
 from mnas_jax.search.types import CalibrationHook, ChildResult, Evaluator, LatencyEstimator
 from mnas_jax.space import ArchSpec, SearchSpace
@@ -96,13 +95,8 @@ def child_seed(seed: int, step: int, index: int) -> int:
 
 
 def save_checkpoint(workdir: Path, payload: dict[str, Any]) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=CHECKPOINT, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, workdir / CHECKPOINT)
+    """Write the search's checkpoint atomically: a kill leaves the previous step's or this one."""
+    write_atomic(workdir / CHECKPOINT, json.dumps(payload))
 
 
 def load_checkpoint(workdir: Path) -> dict[str, Any] | None:

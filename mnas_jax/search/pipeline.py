@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from calibration.calibrator import Calibrator
-from calibration.drift import write_series
+from calibration.error_series import write_series
 from latency.lut import LatencyTable
 from latency.session import REFERENCE, DeviceSession
 from mnas_jax.controller.ppo import PPOSearcher

@@ -3,7 +3,7 @@
 A leaf of the layering: imports nothing else of the project.
 """
 
-from mnas_jax.space.base import SearchSpace, check_tokens, sample_tokens, space_size
+from mnas_jax.space.base import SearchSpace, sample_tokens, space_size
 from mnas_jax.space.fbnet import FBNetSpace
 from mnas_jax.space.mnasnet import MnasNetSpace
 from mnas_jax.space.parse import parse_arch
@@ -19,10 +19,11 @@ from mnas_jax.space.spec import (
     Skip,
     effective_skip,
 )
+from mnas_jax.space.tokens import token_row, token_rows
 
 __all__ = [
     "Activation", "ArchSpec", "BlockSpec", "FBNetSpace", "LayerSpec", "MnasNetSpace", "Op",
-    "SETTINGS", "SPACES", "SearchSpace", "Setting", "Skip", "check_tokens", "effective_skip",
-    "get_setting", "get_space", "parse_arch", "reference", "reference_names", "sample_tokens",
-    "space_settings", "space_size",
+    "SETTINGS", "SPACES", "SearchSpace", "Setting", "Skip", "effective_skip", "get_setting",
+    "get_space", "parse_arch", "reference", "reference_names", "sample_tokens", "space_settings",
+    "space_size", "token_row", "token_rows",
 ]

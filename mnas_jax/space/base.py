@@ -40,13 +40,3 @@ def sample_tokens(choices: Sequence[int], seed: int, n: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cols = [rng.integers(0, c, size=n) for c in choices]
     return np.stack(cols, axis=1).astype(np.int32) if n else np.zeros((0, len(choices)), np.int32)
-
-
-def check_tokens(choices: Sequence[int], tokens: Sequence[int]) -> tuple[int, ...]:
-    toks = tuple(int(t) for t in tokens)
-    if len(toks) != len(choices):
-        raise ValueError(f"got {len(toks)} tokens; this space has {len(choices)} decisions")
-    for i, (t, c) in enumerate(zip(toks, choices)):
-        if not 0 <= t < c:
-            raise ValueError(f"token {i} = {t} is out of range; decision {i} has {c} choices")
-    return toks

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from mnas_jax.space.base import check_tokens
+from mnas_jax.space.tokens import token_row
 from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, Op, Skip
 
 STAGE_LAYERS = (1, 4, 4, 4, 4, 4, 1)
@@ -56,7 +56,7 @@ class FBNetSpace:
         return tuple(f"l{i}.op" for i in range(len(LAYER_PLAN)))
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
-        toks = check_tokens(self.choices, tokens)
+        toks = token_row(tokens, self.choices)
         blocks = tuple(_op_block(OP_NAMES[t], c, s) for t, (c, s) in zip(toks, LAYER_PLAN))
         return ArchSpec(blocks=blocks, input_size=32, input_channels=3, num_classes=100,
                         stem_channels=16, stem_stride=1, head_channels=1504, dropout=0.0,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from mnas_jax.space.base import check_tokens
+from mnas_jax.space.tokens import token_row
 from mnas_jax.space.settings import Setting, make_divisible
 from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, Op, Skip
 
@@ -65,7 +65,7 @@ class MnasNetSpace:
         return tuple(BASE_REPEATS[block] + d for d in LAYER_DELTAS)
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
-        toks = check_tokens(self.choices, tokens)
+        toks = token_row(tokens, self.choices)
         blocks = []
         for b in range(len(BASE_CHANNELS)):
             op_t, k_t, se_t, skip_t, f_t, n_t = toks[6 * b: 6 * b + 6]

@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from mnas_jax.space.base import SearchSpace, check_tokens
+from mnas_jax.space.base import SearchSpace
+from mnas_jax.space.tokens import token_row
 from mnas_jax.space.spec import ArchSpec
 
 SEPARATOR = "@"
@@ -53,7 +54,7 @@ class SlicedSpace:
         return (fixed[index],) if index in fixed else tuple(range(self.base.choices[index]))
 
     def to_base(self, tokens: Sequence[int]) -> tuple[int, ...]:
-        toks = list(check_tokens(self.choices, tokens))
+        toks = list(token_row(tokens, self.choices))
         for i, t in self.fixed:
             toks[i] = t
         return tuple(toks)

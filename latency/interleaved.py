@@ -1,4 +1,4 @@
-"""Drift control: time a fixed reference model between the candidates.
+"""Interleaved measuring against drift: time a fixed reference model between the candidates.
 
 This machine (and phones: thermal state, governors) speeds up and slows down as a whole; the
 same model's median moves by ~4% over minutes but <1% over 1.5 s. Measuring R C1 R C2 ... Cn R
@@ -27,6 +27,7 @@ from latency.devices.base import Device
 from latency.measurement import Measurement, model_hash
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementRecord
+from mnas_jax.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,14 @@ class ReferencePoint:
 
 @dataclass(frozen=True)
 class InterleavedResult:
+    """One interleaved run: the candidates' results and the reference series around them."""
+
     candidates: tuple[CandidateResult, ...]
     reference: tuple[ReferencePoint, ...]
     reference_hash: str
 
     def by_key(self) -> dict[str, CandidateResult]:
+        """The candidates by key."""
         return {c.key: c for c in self.candidates}
 
     @property
@@ -100,12 +104,12 @@ def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], refe
         m = device.measure(reference, protocol)
         refs.append(ReferencePoint(clock(), m))
 
-    with _progress(progress, len(items)) as advance:
+    with Progress("measuring", len(items), enabled=progress, transient=True) as bar:
         measure_reference()
         for key, model in items:
             found.append(device.measure(model, protocol))
             measure_reference()
-            advance(key)
+            bar.advance(f"measured {key}")
     pairs = relative_latencies([m.median_ms for m in found],
                                [p.measurement.median_ms for p in refs])
     candidates = tuple(CandidateResult(key, model_hash(model), m, ref, rel)
@@ -185,29 +189,3 @@ def interleaved_records(result: InterleavedResult, protocol: MeasureProtocol, *,
             reference_ms=c.reference_ms, relative=c.relative))
         records.append(ref_record(point))
     return records
-
-
-class _progress:
-    """Rich progress bar when asked; a no-op otherwise (rich is imported only then)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self) -> Callable[[str], None]:
-        if not self.enabled:
-            return lambda key: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=True, console=Console(stderr=True))
-        self._bar.__enter__()
-        task = self._bar.add_task("measuring", total=self.total)
-
-        def advance(key: str) -> None:
-            self._bar.update(task, advance=1, description=f"measured {key}")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

@@ -1,4 +1,4 @@
-"""Baseline searchers over token sequences: random search and regularised evolution.
+"""Searchers to compare PPO with, over token sequences: random search and regularised evolution.
 
 They share the PPO searcher's ask/tell shape so the search loop and the benchmarks can swap
 them: `ask(n) -> tokens (n, D) int32`, `tell(tokens, rewards) -> metrics`, and `to_bytes()` /
@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mnas_jax.controller.policy import check_choices, check_tokens
+from mnas_jax.controller.policy import check_choices
+from mnas_jax.space.tokens import token_rows
 
 __all__ = ["RandomSearch", "RegularizedEvolution", "Searcher"]
 
@@ -63,7 +64,31 @@ def _batch_metrics(rewards: np.ndarray, best: float) -> dict[str, float]:
     return {"reward_mean": float(rewards.mean()), "reward_max": float(rewards.max()), "best": best}
 
 
-class RandomSearch:
+class _JsonState:
+    """Checkpoints as UTF-8 JSON text: the common fields plus each searcher's own `_fields()`;
+    subclasses read them back in `from_json`."""
+
+    kind: str
+    choices: tuple[int, ...]
+    seed: int
+    rng: np.random.Generator
+    best: float
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    def to_json(self) -> str:
+        """The searcher's whole state as JSON text (random generator included)."""
+        return json.dumps({"kind": self.kind, "choices": list(self.choices), **self._fields(),
+                           "seed": self.seed, "rng": self.rng.bit_generator.state,
+                           "best": self.best if np.isfinite(self.best) else None})
+
+    def to_bytes(self) -> bytes:
+        """The searcher's whole state, for a checkpoint."""
+        return self.to_json().encode()
+
+
+class RandomSearch(_JsonState):
     """Uniform sampling of every decision; remembers only the best reward seen."""
 
     kind = "random_search"
@@ -75,31 +100,20 @@ class RandomSearch:
         self.best = float("-inf")
 
     def ask(self, n: int) -> np.ndarray:
+        """`n` token sequences (n, D) to evaluate next."""
         n = _check_n(n)
         return self.rng.integers(0, self.choices, size=(n, len(self.choices))).astype(np.int32)
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
-        tokens = check_tokens(tokens, self.choices)
+        """Learn from the rewards of evaluated token sequences; metrics of the batch."""
+        tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "choices": list(self.choices),
-                "seed": self.seed,
-                "rng": self.rng.bit_generator.state,
-                "best": self.best if np.isfinite(self.best) else None,
-            }
-        )
-
-    def to_bytes(self) -> bytes:
-        return self.to_json().encode()
-
     @classmethod
     def from_json(cls, data: bytes | str) -> RandomSearch:
+        """The searcher saved by `to_json`/`to_bytes`, continuing exactly where it stopped."""
         d = _load(data, cls.kind)
         searcher = cls(tuple(d["choices"]), d["seed"])
         searcher.rng = _generator(d["rng"], d["seed"])
@@ -109,7 +123,7 @@ class RandomSearch:
     from_bytes = from_json
 
 
-class RegularizedEvolution:
+class RegularizedEvolution(_JsonState):
     """Aging evolution (Real et al. 2019): tournament of `sample_size`, mutate the winner's one
     decision, the newest child joins and the oldest member leaves.
 
@@ -142,6 +156,7 @@ class RegularizedEvolution:
         self._mutable = np.flatnonzero(np.asarray(self.choices) > 1)
 
     def ask(self, n: int) -> np.ndarray:
+        """`n` token sequences (n, D) to evaluate next."""
         n = _check_n(n)
         d = len(self.choices)
         if len(self.population) < self.population_size:
@@ -165,7 +180,8 @@ class RegularizedEvolution:
         return child
 
     def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
-        tokens = check_tokens(tokens, self.choices)
+        """Learn from the rewards of evaluated token sequences; metrics of the batch."""
+        tokens = token_rows(tokens, self.choices, min_rows=1)
         rewards = _check_rewards(rewards, tokens.shape[0])
         for row, r in zip(tokens, rewards):
             self.population.append(([int(t) for t in row], float(r)))
@@ -173,25 +189,13 @@ class RegularizedEvolution:
         self.best = max(self.best, float(rewards.max()))
         return _batch_metrics(rewards, self.best)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "choices": list(self.choices),
-                "population_size": self.population_size,
-                "sample_size": self.sample_size,
-                "seed": self.seed,
-                "rng": self.rng.bit_generator.state,
-                "population": self.population,
-                "best": self.best if np.isfinite(self.best) else None,
-            }
-        )
-
-    def to_bytes(self) -> bytes:
-        return self.to_json().encode()
+    def _fields(self) -> dict[str, Any]:
+        return {"population_size": self.population_size, "sample_size": self.sample_size,
+                "population": self.population}
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RegularizedEvolution:
+        """The searcher saved by `to_json`/`to_bytes`, continuing exactly where it stopped."""
         d = _load(data, cls.kind)
         searcher = cls(tuple(d["choices"]), d["population_size"], d["sample_size"], d["seed"])
         searcher.rng = _generator(d["rng"], d["seed"])

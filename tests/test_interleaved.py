@@ -7,8 +7,8 @@ import pytest
 from conftest_latency import tflite_models  # noqa: F401 (fixture)
 
 from latency.devices.local import LocalDevice
-from latency.drift import (combine_rounds, interleaved_records, measure_interleaved, measure_rounds,
-                           relative_latencies)
+from latency.interleaved import (combine_rounds, interleaved_records, measure_interleaved,
+                                 measure_rounds, relative_latencies)
 from latency.measurement import Fingerprint, Measurement, model_hash
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementStore
