@@ -181,3 +181,22 @@ def test_progress_bars_draw_on_stderr(capsys):
         bar.advance()
         assert cb is None
     assert capsys.readouterr() == ("", "")
+
+
+def test_progress_without_a_terminal_comes_as_plain_lines(capsys, monkeypatch):
+    """stderr to a file (nohup, a scheduler's log): a live bar would show nothing until the end,
+    so a loop prints a line when it starts, at most one per LINE_EVERY_S, and its last state."""
+    from mnas_jax import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 3600.0)
+    with progress.Progress("table", 3) as bar:
+        for _ in range(3):
+            bar.advance()
+    assert capsys.readouterr().err.splitlines() == ["table: 0/3 (0 s)", "table: 3/3 (0 s)"]
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)
+    with progress.training_progress("arch0") as on_step:
+        on_step(1, 2, 2.0)
+        on_step(2, 2, 1.5)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("arch0: compiling") and "training: 1/2" in lines[1] and "left" in lines[1]
+    assert "evaluating: 2/2" in lines[-1] and "loss 1.5000" in lines[-1]
