@@ -32,7 +32,8 @@ RemeasureFn = Callable[[int, str], list[tuple[ArchSpec, float]]]
 class RefittableEstimator(Protocol):
     """A latency estimator that takes new measured points and refits (and saves) itself."""
 
-    def predict(self, specs: Sequence[ArchSpec]) -> tuple[Any, Any]: ...
+    def predict(self, specs: Sequence[ArchSpec]) -> tuple[Any, Any]:
+        """(latency, uncertainty) per spec."""
 
     def add_points(self, specs: Sequence[ArchSpec], latencies: Sequence[float], ids: Sequence[str]) -> int:
         """Refit with the points whose ids it does not hold yet; returns how many were new."""

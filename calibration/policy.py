@@ -33,9 +33,11 @@ class CalibrationPolicy:
 
     @property
     def budget(self) -> int:
+        """Candidates measured per round: best + most uncertain + random."""
         return self.n_best + self.n_uncertain + self.n_random
 
     def due(self, step: int) -> bool:
+        """Whether a calibration round runs after `step` (every `every` steps)."""
         return (step + 1) % self.every == 0
 
 

@@ -166,6 +166,7 @@ class Exporter:
             model, random_variables(model, shape, seed), shape, f"layer {layer.key}"))
 
     def cache_path(self, key: str, label: str) -> Path | None:
+        """Where the conversion with this cache key is kept, or None without a cache directory."""
         if self.cache_dir is None:
             return None
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -29,6 +29,7 @@ def model_hash(model_bytes: bytes) -> str:
 
 
 def check_json_fields(cls: type, data: Mapping[str, Any]) -> None:
+    """ValueError if `data` has fields unknown to dataclass `cls` or lacks required ones."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     missing = sorted(f.name for f in dataclasses.fields(cls)
@@ -69,20 +70,24 @@ class Fingerprint:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
+        """The fingerprint as a JSON-ready dict (`extra` as a mapping)."""
         d = dataclasses.asdict(self)
         d["extra"] = dict(self.extra)
         return d
 
     def to_json(self) -> str:
+        """The fingerprint as canonical JSON text."""
         return canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fingerprint:
+        """Rebuild a fingerprint from `to_dict`'s output; ValueError for bad fields."""
         check_json_fields(cls, data)
         return cls(**{**data, "extra": tuple(dict(data.get("extra", {})).items())})
 
     @classmethod
     def from_json(cls, text: str) -> Fingerprint:
+        """Parse a fingerprint from `to_json`'s text."""
         return cls.from_dict(json.loads(text))
 
 
@@ -106,15 +111,18 @@ class Measurement:
     retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as a JSON-ready dict (fingerprint nested)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["fingerprint"] = self.fingerprint.to_dict()
         return d
 
     def to_json(self) -> str:
+        """The measurement as canonical JSON text."""
         return canonical_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """Rebuild a measurement from `to_dict`'s output; ValueError for bad fields."""
         check_json_fields(cls, data)
         values = dict(data)
         values["fingerprint"] = Fingerprint.from_dict(values["fingerprint"])
@@ -127,4 +135,5 @@ class Measurement:
 
     @classmethod
     def from_json(cls, text: str) -> Measurement:
+        """Parse a measurement from `to_json`'s text."""
         return cls.from_dict(json.loads(text))

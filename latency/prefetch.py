@@ -82,12 +82,15 @@ class PrefetchExporter:
             yield data
 
     def layers(self, layers: Sequence[LayerSpec]) -> Iterator[bytes]:
+        """The .tflite bytes of each layer in order, converted ahead in worker processes."""
         return self._run("layer", [x.to_dict() for x in layers])
 
     def archs(self, specs: Sequence[ArchSpec]) -> Iterator[bytes]:
+        """The .tflite bytes of each architecture in order, converted ahead in worker processes."""
         return self._run("arch", [s.to_dict() for s in specs])
 
     def close(self) -> None:
+        """Stop the worker pool without waiting, dropping conversions not yet started."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> PrefetchExporter:

@@ -61,6 +61,7 @@ class MeasureProtocol:
                     "min_runs >= 1, max_seconds >= min_seconds, max_cv > 0)")
 
     def to_dict(self) -> dict[str, Any]:
+        """The protocol as a plain dict (for JSON requests and stored measurements)."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -51,6 +51,8 @@ POLL_S = 0.2
 
 
 class HttpError(Exception):
+    """A request failure answered with this HTTP status and message."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -74,10 +76,12 @@ class DeviceServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The server's base URL, http://HOST:PORT."""
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
     def change_queue(self, delta: int) -> None:
+        """Add `delta` to the count of requests waiting for the device (thread-safe)."""
         with self._queue_lock:
             self.queue += delta
 

@@ -81,8 +81,10 @@ def layer_activation_bytes(layer: Any, bytes_per_value: int = 4) -> int:
 
 
 def arch_params(spec: Any) -> int:
+    """Number of parameters of the whole architecture (sum over its layers)."""
     return sum(layer_params(layer) for layer in spec.layers())
 
 
 def arch_macs(spec: Any) -> int:
+    """Multiply-accumulates of one forward pass of the architecture (sum over its layers)."""
     return sum(layer_macs(layer) for layer in spec.layers())

@@ -46,7 +46,8 @@ class Baseline(Protocol):
 
     name: str
 
-    def predict(self, inputs: Inputs) -> np.ndarray: ...
+    def predict(self, inputs: Inputs) -> np.ndarray:
+        """Predicted latency per row of `inputs`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ColumnAffine:
     b: float
 
     def predict(self, inputs: Inputs) -> np.ndarray:
+        """a * column + b for each row of `inputs`."""
         return self.a * inputs.column(self.column) + self.b
 
 
@@ -73,6 +75,7 @@ class OneHotRidge:
     alpha: float
 
     def predict(self, inputs: Inputs) -> np.ndarray:
+        """Ridge prediction from the one-hot encoded token rows; ValueError without tokens."""
         if inputs.tokens is None:
             raise ValueError("the one-hot baseline needs token rows; pass Inputs(tokens=...)")
         return onehot(inputs.tokens, self.choices) @ self.weights + self.intercept

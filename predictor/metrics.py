@@ -28,6 +28,7 @@ def _pair(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rmse(pred: Any, true: Any) -> float:
+    """Root mean squared error of predictions against measured latencies."""
     p, t = _pair(pred, true)
     return float(np.sqrt(np.mean((p - t) ** 2)))
 
@@ -47,10 +48,12 @@ def within(pred: Any, true: Any, tol: float) -> float:
 
 
 def within_5(pred: Any, true: Any) -> float:
+    """Share of predictions within +-5% of the measured latency."""
     return within(pred, true, 0.05)
 
 
 def within_10(pred: Any, true: Any) -> float:
+    """Share of predictions within +-10% of the measured latency."""
     return within(pred, true, 0.10)
 
 
@@ -63,6 +66,7 @@ def kendall_tau(pred: Any, true: Any) -> float:
 
 
 def spearman(pred: Any, true: Any) -> float:
+    """Spearman rank correlation of predicted and measured latencies (nan if undefined)."""
     p, t = _pair(pred, true)
     if p.size < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return float("nan")

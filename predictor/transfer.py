@@ -76,18 +76,22 @@ class TransferPredictor:
     # -- what every predictor exposes --------------------------------------------------------
     @property
     def space(self) -> str:
+        """Search space of the base predictor."""
         return self.base.space
 
     @property
     def setting(self) -> str:
+        """Setting of the base predictor."""
         return self.base.setting
 
     @property
     def device_id(self) -> str | None:
+        """Id of the target device B (from its fingerprint), or None if unknown."""
         return device_id_of(self.device_fingerprint)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """Feature names of the base predictor (device A's features)."""
         return self.base.feature_names
 
     @property
@@ -97,6 +101,7 @@ class TransferPredictor:
 
     @property
     def coef(self) -> dict[str, Any]:
+        """The transfer fit: columns, weights, intercept and leave-one-out RMSE in log space."""
         return {"columns": ["log_pred_A", *self.columns], "weights": list(self.weights),
                 "intercept": self.intercept, "loo_rmse_log": self.resid_sd}
 
@@ -105,6 +110,7 @@ class TransferPredictor:
         return self.base.features(x)
 
     def predict(self, x: ArchInput) -> Prediction:
+        """Device B latency from the log-linear map of pred_A; resid_sd as relative uncertainty."""
         z = _inputs(self.base, self.features(x), self.columns)
         value = np.exp(self.intercept + ((z - np.asarray(self.mean)) / np.asarray(self.scale))
                        @ np.asarray(self.weights))

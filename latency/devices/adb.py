@@ -50,6 +50,8 @@ _PROP = re.compile(r"^\[([^\]]+)\]: \[(.*)\]\s*$")
 
 
 class RunResult(NamedTuple):
+    """Exit status and captured output of one adb command."""
+
     returncode: int
     output: str
 
@@ -180,10 +182,12 @@ class AdbDevice:
 
     @property
     def remote_binary(self) -> str:
+        """Path of benchmark_model on the device."""
         return f"{self.remote_dir}/benchmark_model"
 
     @property
     def remote_model(self) -> str:
+        """Path on the device the model under test is pushed to."""
         return f"{self.remote_dir}/model.tflite"
 
     def _adb(self, *args: str) -> list[str]:
@@ -213,6 +217,7 @@ class AdbDevice:
         return self._shell(*argv)
 
     def fingerprint(self) -> Fingerprint:
+        """The device's fingerprint (SoC, binary hash, threads, delegate), read once via getprop."""
         if self._fingerprint is None:
             props = parse_getprop(self._check(self._adb("shell", "getprop")))
             soc = (props.get("ro.soc.model") or props.get("ro.board.platform")

@@ -89,6 +89,7 @@ class LocalDevice:
         self._fingerprint: Fingerprint | None = None
 
     def fingerprint(self) -> Fingerprint:
+        """This host's fingerprint (CPU, LiteRT version, threads, delegate, core), built once."""
         if self._fingerprint is None:
             extra = {"host": socket.gethostname()}
             if self.core is not None:

@@ -75,6 +75,7 @@ class RemoteDevice:
         return self._health
 
     def fingerprint(self) -> Fingerprint:
+        """The served device's fingerprint, from the server's health answer (asked once)."""
         if self._health is None:
             self.health()
         return Fingerprint.from_dict(self._health["fingerprint"])

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `device` command (serve, fingerprint) to the CLI's subparsers."""
     device = sub.add_parser("device", help="serve a device over HTTP or show its fingerprint")
     dsub = device.add_subparsers(dest="device_command", required=True)
 

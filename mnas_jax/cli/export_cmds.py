@@ -12,6 +12,7 @@ from mnas_jax.space import SETTINGS, parse_arch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `export` command (architecture -> .tflite file) to the CLI's subparsers."""
     p = sub.add_parser("export", help="convert an architecture to a .tflite file (batch 1, "
                                       "float32, builtin ops, random weights for timing)")
     p.add_argument("arch", help="reference name, spec string, or JSON file")

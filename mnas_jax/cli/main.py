@@ -30,6 +30,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the `mnas` argument parser with every command module's subcommands."""
     parser = argparse.ArgumentParser(
         prog="mnas", description="Latency-model-first platform-aware neural architecture search.",
         epilog="Results go to stdout (--json: one JSON object per line), progress and status to "
@@ -64,6 +65,7 @@ def package_version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `mnas` CLI on `argv`; returns the exit status (2: bad input, 1: device failure)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from mnas_jax.train.xla_cpu import configure_xla_cpu
 

@@ -8,10 +8,12 @@ from typing import Any, Iterable, Sequence
 
 
 def print_json(obj: Any) -> None:
+    """Write `obj` to stdout as one JSON line with sorted keys."""
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print rows as a rich table titled `title` to stdout (160 columns wide when piped)."""
     from rich.console import Console
     from rich.table import Table
 

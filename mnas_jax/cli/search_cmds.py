@@ -14,6 +14,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fmnist.py"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `search` command (table -> predictor -> search -> report) to the CLI's subparsers."""
     p = sub.add_parser("search", help="table -> predictor -> search with calibration -> report")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Python config file")
     p.add_argument("--variant", default=None, help="named variant of the config (e.g. smoke)")

@@ -12,6 +12,7 @@ SPACE_HELP = (f"{' or '.join(SPACES)}, or a slice of mnasnet that fixes decision
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `space` command (describe, sample) to the CLI's subparsers."""
     p = sub.add_parser("space", help="describe or sample a search space")
     ss = p.add_subparsers(dest="space_command", metavar="ACTION")
     ss.required = True
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def describe(space_name: str, setting: str | None) -> dict:
+    """Summarise a search space: its decisions, choice counts per decision and group, and size."""
     space = get_space(space_name, setting)
     choices = space.choices
     groups: dict[str, list[tuple[str, int]]] = {}

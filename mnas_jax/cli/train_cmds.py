@@ -16,6 +16,7 @@ from mnas_jax.cli.output import print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `train` command (one architecture, Fashion-MNIST or TFDS) to the CLI."""
     p = sub.add_parser("train", help="train an architecture on Fashion-MNIST or a TFDS dataset")
     p.add_argument("arch", help="reference name, spec string, or JSON file")
     p.add_argument("--setting", default="fmnist", help="setting for reference names (fmnist, tiny64, imagenet)")

@@ -92,10 +92,12 @@ class PPOConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (the nested policy config too), for JSON checkpoints."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PPOConfig:
+        """Rebuild a config from `to_dict`'s output."""
         d = dict(d)
         d["policy"] = PolicyConfig(**d.get("policy", {}))
         return cls(**d)
@@ -279,6 +281,7 @@ class PPOSearcher:
         self.state = state if state is not None else self._init_fn(seed)
 
     def ask(self, n: int) -> np.ndarray:
+        """Sample `n` token sequences from the policy, shape (n, D) int32; advances the PRNG key."""
         key, sample_key = jax.random.split(self.state.key)
         tokens, _ = sample(self.state.params, sample_key, n, self.choices, self.config.policy)
         self.state = self.state._replace(key=key)
@@ -300,6 +303,7 @@ class PPOSearcher:
         rewards: np.ndarray,
         old_log_probs: np.ndarray | None = None,
     ) -> dict[str, float]:
+        """Take one PPO update on the sequences and their rewards; returns the update's metrics."""
         tokens = self._check_tokens(tokens)
         rewards = np.asarray(rewards, dtype=np.float32)
         if rewards.shape != (tokens.shape[0],) or not np.all(np.isfinite(rewards)):
@@ -326,6 +330,7 @@ class PPOSearcher:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PPOSearcher:
+        """Restore a searcher from `to_bytes` output; ValueError if it is not such a checkpoint."""
         try:
             payload = flax.serialization.msgpack_restore(data)
             meta = json.loads(payload["meta"])

@@ -43,10 +43,12 @@ class ArraySource:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the batches: images are padded to `input_size`."""
         channels = next(iter(self.images.values())).shape[-1]
         return (self.input_size, self.input_size, channels)
 
     def num_examples(self, split: str) -> int:
+        """Number of examples in `split`."""
         return len(self.labels[check_split(split)])
 
     def _place(self, raw: np.ndarray, offsets: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -75,6 +77,7 @@ class ArraySource:
         augment: bool = True,
         shard: Shard = Shard(),
     ) -> Iterator[Batch]:
+        """One epoch of shuffled full training batches (this process's share), augmented."""
         images, labels = self.images["train"], self.labels["train"]
         n = len(labels) if limit is None else min(limit, len(labels))
         if n < batch_size:
@@ -97,6 +100,7 @@ class ArraySource:
     def eval_batches(
         self, split: str, batch_size: int, *, limit: int | None = None, shard: Shard = Shard()
     ) -> Iterator[Batch]:
+        """All of `split` (or its first `limit`) in order, this process's share, padded."""
         images, labels = self.images[check_split(split)], self.labels[split]
         n = len(labels) if limit is None else min(limit, len(labels))
         local = shard.local_size(batch_size)

@@ -49,9 +49,11 @@ class DataSource(Protocol):
         ...
 
     @property
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int:
+        """Number of label classes."""
 
-    def num_examples(self, split: str) -> int: ...
+    def num_examples(self, split: str) -> int:
+        """Number of examples in `split`."""
 
     def train_batches(
         self,

@@ -57,6 +57,7 @@ def write_synthetic(data_dir: str | os.PathLike, *, n_train: int = 600, n_test: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write a small synthetic Fashion-MNIST-format dataset to the given directory; returns 0."""
     parser = argparse.ArgumentParser(prog="python -m mnas_jax.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("data_dir")
     parser.add_argument("--train", type=int, default=600)

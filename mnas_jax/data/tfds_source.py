@@ -112,10 +112,12 @@ class TfdsSource:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the batches after resizing to `input_size`."""
         return (self.input_size, self.input_size, self.channels)
 
     @property
     def num_classes(self) -> int:
+        """Number of classes of the dataset's label feature."""
         return int(self.builder.info.features[self.label_key].num_classes)
 
     def _split(self, split: str, limit: int | None) -> str:
@@ -134,6 +136,7 @@ class TfdsSource:
         return int(self.builder.info.splits[split_string].num_examples)
 
     def num_examples(self, split: str) -> int:
+        """Number of examples in `split`."""
         return self._size(self._split(split, None))
 
     def _read(self, split_string: str, *, seed: int | None) -> Any:
@@ -183,6 +186,7 @@ class TfdsSource:
 
     def train_batches(self, batch_size: int, *, seed: int, epoch: int, limit: int | None = None,
                       augment: bool = True, shard: Shard = Shard()) -> Iterator[Batch]:
+        """One epoch of shuffled training batches from this process's part, augmented if asked."""
         tf, tfds = _tf(), _tfds()
         local = shard.local_size(batch_size)
         split = self._split("train", limit)
@@ -202,6 +206,7 @@ class TfdsSource:
 
     def eval_batches(self, split: str, batch_size: int, *, limit: int | None = None,
                      shard: Shard = Shard()) -> Iterator[Batch]:
+        """All of `split` (or its first `limit`), this process's part, equal batch counts."""
         tf, tfds = _tf(), _tfds()
         local = shard.local_size(batch_size)
         parts = tfds.even_splits(self._split(split, limit), n=shard.count)

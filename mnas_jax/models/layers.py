@@ -75,6 +75,7 @@ class SqueezeExcite(nn.Module):
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+    """Interleave the channels of an NHWC array across `groups` groups (ShuffleNet shuffle)."""
     n, h, w, c = x.shape
     return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)
 
@@ -114,6 +115,8 @@ class Residual(nn.Module):
 
 
 class RegularConv(nn.Module):
+    """KxK conv + BN + activation, then optional squeeze-and-excite."""
+
     features: int
     kernel: int
     stride: int
@@ -131,6 +134,8 @@ class RegularConv(nn.Module):
 
 
 class SepConv(nn.Module):
+    """Depthwise KxK + BN + activation, optional squeeze-and-excite, pointwise 1x1 + BN."""
+
     features: int
     kernel: int
     stride: int

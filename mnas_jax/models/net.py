@@ -59,4 +59,5 @@ class Net(nn.Module):
 
 
 def build_model(spec: ArchSpec, dw_impl: DepthwiseImpl = DepthwiseImpl.XLA) -> Net:
+    """The Flax network for `spec`, with the given depthwise implementation."""
     return Net(spec, dw_impl)

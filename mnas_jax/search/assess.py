@@ -40,14 +40,17 @@ class Assessed:
 
     @property
     def n(self) -> int:
+        """Number of seeds that trained."""
         return len(self.accuracies)
 
     @property
     def mean(self) -> float:
+        """Mean accuracy over the trained seeds (nan when none trained)."""
         return statistics.fmean(self.accuracies) if self.accuracies else float("nan")
 
     @property
     def sd(self) -> float:
+        """Sample standard deviation of the accuracies (nan with fewer than two)."""
         return statistics.stdev(self.accuracies) if self.n > 1 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from mnas_jax.search.executors import remote_options
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
+    """One search run's settings: space, device, reward, controller, latency model, children..."""
+
     name: str = "fmnist"
     space: str = "mnasnet"
     setting: str = "fmnist"

@@ -45,6 +45,7 @@ class LocalExecutor:
 
     def evaluate(self, specs: Sequence[ArchSpec], seeds: Sequence[int],
                  on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
+        """Train the children one by one in this process; `on_result(i, result)` after each."""
         out = []
         saved = os.sched_getaffinity(0) if self.train_cores else None
         try:
@@ -119,6 +120,7 @@ class RayExecutor:
 
     def evaluate(self, specs: Sequence[ArchSpec], seeds: Sequence[int],
                  on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
+        """Train the children as Ray tasks; results in input order, a dead worker's child failed."""
         ray = self._ray
         refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores, self.driver_node)
                 for s, seed in zip(specs, seeds)]
@@ -139,4 +141,5 @@ class RayExecutor:
         return [r for r in out if r is not None]
 
     def shutdown(self) -> None:
+        """Disconnect from the Ray cluster."""
         self._ray.shutdown()

@@ -22,11 +22,14 @@ __all__ = ["RandomSearch", "RegularizedEvolution", "Searcher"]
 class Searcher(Protocol):
     """What the search loop needs of a searcher."""
 
-    def ask(self, n: int) -> np.ndarray: ...
+    def ask(self, n: int) -> np.ndarray:
+        """Propose `n` token sequences, shape (n, D) int32."""
 
-    def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]: ...
+    def tell(self, tokens: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
+        """Learn from the rewards of sequences it proposed; returns metrics of the update."""
 
-    def to_bytes(self) -> bytes: ...
+    def to_bytes(self) -> bytes:
+        """The searcher's full state as bytes, for a checkpoint."""
 
 
 def _check_n(n: int) -> int:

@@ -50,7 +50,8 @@ class LatencyEstimator(Protocol):
 class CalibrationHook(Protocol):
     """Measures a few candidates on the real device now and then and refits the estimator."""
 
-    def due(self, step: int) -> bool: ...
+    def due(self, step: int) -> bool:
+        """Whether a calibration round runs after `step`."""
 
     def run(self, step: int, samples: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
         """Measure, compare, refit; returns the round's record (errors, measured latencies)."""

@@ -34,6 +34,7 @@ MOBILENETV2_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
 
 
 def parse_block_string(text: str) -> BlockSpec:
+    """Parse a reference block string such as 'r2_k3_s22_e6_i16_o24' into a BlockSpec."""
     m = _BLOCK_STRING.fullmatch(text)
     if m is None:
         raise ValueError(f"bad reference block string {text!r}; expected like 'r2_k3_s22_e6_i16_o24'")
@@ -68,6 +69,7 @@ def mobilenetv2(width: float, setting: Setting) -> ArchSpec:
 
 
 def reference_names() -> tuple[str, ...]:
+    """Names of the built-in reference architectures (MobileNetV2 widths, MnasNet A1/B1/small)."""
     widths = tuple(f"mobilenetv2-{w}" for w in MOBILENETV2_WIDTHS)
     return ("mobilenetv2", "mnasnet-a1", "mnasnet-b1", "mnasnet-small", *widths)
 

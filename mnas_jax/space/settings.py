@@ -31,6 +31,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (IMAGENET, FMNIST, TINY64)}
 
 
 def get_setting(name: str) -> Setting:
+    """The named setting (input, classes, strides); ValueError naming the known ones otherwise."""
     try:
         return SETTINGS[name]
     except KeyError:

@@ -41,12 +41,16 @@ class Op(str, enum.Enum):
 
 
 class Skip(str, enum.Enum):
+    """A block's shortcut: identity, pool or none (rules in the module docstring)."""
+
     POOL = "pool"
     IDENTITY = "identity"
     NONE = "none"
 
 
 class Activation(str, enum.Enum):
+    """Activation function of an architecture's layers."""
+
     RELU = "relu"
     RELU6 = "relu6"
 
@@ -147,10 +151,12 @@ class LayerSpec:
 
     @property
     def out_size(self) -> int:
+        """Spatial size of the layer's output (1 after pooling and the classifier)."""
         return 1 if self.op in (Op.POOL, Op.FC) else -(-self.in_size // self.stride)
 
     @property
     def mid_channels(self) -> int:
+        """Channels after the expansion (input channels times expansion)."""
         return self.in_channels * self.expansion
 
     @property
@@ -168,10 +174,12 @@ class LayerSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The layer as a JSON-ready dict (enums as their string values)."""
         return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
+        """Rebuild a layer from `to_dict`'s output."""
         return cls(**d)
 
 
@@ -283,12 +291,14 @@ class ArchSpec:
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The architecture as a JSON-ready dict, with the schema version."""
         d = _plain(dataclasses.asdict(self))
         d["schema"] = SCHEMA_VERSION
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
+        """Rebuild and validate an architecture from a dict; ValueError naming bad fields."""
         if not isinstance(d, dict):
             raise ValueError(f"an architecture JSON must be an object, got {type(d).__name__}")
         d = dict(d)
@@ -316,6 +326,7 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
+        """Parse an architecture from JSON text; ValueError for bad JSON or fields."""
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -324,15 +335,18 @@ class ArchSpec:
 
     @property
     def arch_id(self) -> str:
+        """Short stable id: the first 16 hex digits of the SHA-256 of the canonical JSON."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     def to_string(self) -> str:
+        """The architecture as a one-line spec string (see `mnas_jax.space.strings`)."""
         from mnas_jax.space.strings import spec_to_string
 
         return spec_to_string(self)
 
     @classmethod
     def from_string(cls, text: str) -> ArchSpec:
+        """Parse a spec string written by `to_string`."""
         from mnas_jax.space.strings import spec_from_string
 
         return spec_from_string(text)

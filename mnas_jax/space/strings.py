@@ -33,11 +33,13 @@ def _fields(m: re.Match[str]) -> dict[str, object]:
 
 
 def block_to_string(b: BlockSpec) -> str:
+    """One block as its spec-string part, e.g. 'mbconv_r2_k3_s2_e6_o24_se0.25_g1_identity'."""
     return (f"{b.op.value}_r{b.repeats}_k{b.kernel}_s{b.stride}_e{b.expansion}_o{b.out_channels}"
             f"_se{b.se_ratio!r}_g{b.groups}_{b.skip.value}")
 
 
 def spec_to_string(spec: ArchSpec) -> str:
+    """The architecture as a spec string: header (input, classes, stem, head...), ':', blocks."""
     header = (f"i{spec.input_size}x{spec.input_channels}-c{spec.num_classes}"
               f"-stem{spec.stem_channels}s{spec.stem_stride}-head{spec.head_channels}"
               f"-drop{spec.dropout!r}-{spec.activation.value}")

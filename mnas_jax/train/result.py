@@ -32,6 +32,7 @@ class TrainResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the training finished with status OK."""
         return self.status == OK
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Placement(NamedTuple):
 
     @property
     def num_devices(self) -> int:
+        """Number of devices in the mesh."""
         return self.mesh.size
 
     @property
