@@ -1,17 +1,16 @@
 """Interleaved measuring against drift: time a fixed reference model between the candidates.
 
-This machine (and phones: thermal state, governors) speeds up and slows down as a whole; the
-same model's median moves by ~4% over minutes but <1% over 1.5 s. Measuring R C1 R C2 ... Cn R
-and dividing each candidate's median by the mean of the two reference medians beside it gives
-a ratio that stays put. The reference's own series is the device's drift record.
+This machine (and phones: thermal state, governors) speeds up and slows down as a whole; a
+model's median drifts over minutes far more than over a second or two. Measuring
+R C1 R C2 ... Cn R and dividing each candidate's median by the mean of the two reference medians
+beside it gives a ratio that stays put. The reference's own series is the device's drift record.
 
-What is left is the spread of one measurement itself: the same model timed back to back with a
-fresh interpreter differs by ~1% here (memory layout, caches), so one ratio of two such
-measurements moves by ~1.5% between passes. `combine_rounds` averages that down: k rounds of
-R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the median of each
-candidate's k ratios (for 2 rounds their mean; from 3 rounds on, one round the machine
-disturbed no longer moves the result: small models, ~1 ms, had single rounds 20% off); every
-round is stored as measured.
+What is left is the spread of one measurement itself (memory layout, caches of a fresh
+interpreter), which moves one ratio a little between passes. `combine_rounds` averages that
+down: k rounds of R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the
+median of each candidate's k ratios (for 2 rounds their mean; from 3 rounds on, one round the
+machine disturbed no longer moves the result); every round is stored as measured. The numbers
+behind this: benchmarks/reports/latency_protocol.md (its table and "Measured earlier").
 """
 
 from __future__ import annotations

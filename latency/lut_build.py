@@ -8,14 +8,13 @@ An entry is a layer's fastest run (`min_ms`) over the reference's, and the refer
 median over the build session's reference measurements nearest to the layer (`REFERENCE_WINDOW`
 on each side), not the single one taken just before it. One reference measurement scatters by
 several percent here and a machine hiccup can double it, and every layer after it would inherit
-that error: on the local CPU (MnasNet imagenet, 300 training archs, 200 held out) the nearby
-median alone moved the table-times-scale baseline from 61.5% to 81% within +-5%, and the
+that error: the nearby median made the table-times-scale baseline much more accurate, and the
 predictor's training-set CV preferred fastest runs to medians (a hiccup only ever slows a run)
 for every window tried. With `passes` > 1 every layer is measured again in a later pass (odd
 passes in reverse order, so slow drift cancels) and the entry is the geometric mean of its
-passes: two passes of the same layer three hours apart differed by a few percent (their ratio
-0.99-1.07 from the 10th to the 90th percentile here), and the CV preferred their mean to their
-minimum or to either pass alone.
+passes: two passes of the same layer hours apart differ by a few percent, and the CV preferred
+their mean to their minimum or to either pass alone. The numbers:
+benchmarks/reports/latency_protocol.md, "Measured earlier".
 Conversion (CPU heavy) can run ahead in another process while the device measures.
 """
 

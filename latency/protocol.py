@@ -1,13 +1,14 @@
 """The measurement protocol: warm-up, timed runs until a count and a time, robust statistics.
 
-Defaults were chosen from runs on this 2-core machine (LiteRT 2.3, one thread, XNNPACK):
-- the first invoke of a model is at most ~30% slower than the steady state and the next ones
-  are not, so 5 warm-up runs are plenty;
+Defaults were chosen from runs on this 2-core machine (LiteRT 2.3, one thread, XNNPACK; the
+numbers are in benchmarks/reports/latency_protocol.md, "Measured earlier"):
+- only the first invoke of a model is slower than the steady state, so 5 warm-up runs are
+  plenty;
 - 50-run medians are what the drift numbers in DESIGN.md were taken with;
-- 0.1 s minimum keeps tiny one-layer models (~0.2 ms) from being timed over a few ms only,
-  while a full lookup table (~900 layers) still takes about two minutes;
-- the robust CV of a 50-run block was 0.4-4.7% with another job on the other core, and
-  timings are useless (CV 15-36%) when a job shares the core, so 5% separates the two.
+- a 0.1 s minimum keeps tiny one-layer models from being timed over a few ms only, while a full
+  lookup table still takes minutes, not hours;
+- a 5% robust CV separates a block timed beside another job on the other core (usable) from one
+  timed with a job sharing the core (useless).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ converter folds constants, so a zero bias disappears from the graph and the time
 the model that runs after training. Here every leaf of `params` and `batch_stats` is random and
 non-zero (BN variances positive); conv kernels are He-normal on fan-in and every BN's gain
 scale/sqrt(var+eps) is below one, so activations of deep residual ReLU nets stay O(1) (no
-overflow, no denormals) instead of growing 1000x as with unit gains. Shapes come from
-`jax.eval_shape(model.init)`, values from a seeded NumPy generator: ~0.1 s for a 224x224 net.
+overflow, no denormals) instead of growing by orders of magnitude as with unit gains. Shapes
+come from `jax.eval_shape(model.init)`, values from a seeded NumPy generator, so it is fast
+even for a 224x224 net (numbers: benchmarks/reports/export_vs_keras.md, "Measured earlier").
 
 With these data-free statistics the input-dependent part of a deep net's output is small (the
 BN shifts dominate). `calibrate_batch_stats` sets the running statistics from one forward pass,

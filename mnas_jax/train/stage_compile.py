@@ -5,8 +5,9 @@ few small executables: a training forward that keeps what the backward needs, a 
 with the optimiser and EMA update, an evaluation forward (and, for the tail, the loss and its
 gradient in one). Their code depends only on the stage's key, the batch shape and the static
 hyperparameters, never on the weights, so a process compiles each distinct stage once and every
-later child containing it starts training at once. On 2 CPU cores a search's children share
-~30% of their distinct layers early on and more as the controller converges.
+later child containing it starts training at once. A search's children share a good part of
+their distinct layers early on and more as the controller converges (how much:
+benchmarks/reports/child_cost.md, "Measured earlier").
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """XLA:CPU settings for child training, applied once per process before JAX starts its backend.
 
-``--xla_cpu_use_fusion_emitters=false`` keeps XLA:CPU's older elemental emitters for fusions.
-Measured on the 2-core machine of this project (jax 0.10.2, mnasnet-a1, fmnist setting, batch
-32): the whole-network training step compiles in 32 s instead of 38 s and runs in 1.07 s instead
-of 1.33 s; the per-layer executables of the layer-wise trainer compile in 27 s instead of 41 s
-in all. Same arithmetic up to float rounding (tests compare both trainers under one setting).
+``--xla_cpu_use_fusion_emitters=false`` keeps XLA:CPU's older elemental emitters for fusions:
+on this project's 2-core machine both trainers compile faster with them and the whole-network
+step also runs faster (numbers: benchmarks/reports/child_cost.md, "Measured earlier"). Same
+arithmetic up to float rounding (tests compare both trainers under one setting).
 """
 
 from __future__ import annotations
