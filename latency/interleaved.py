@@ -10,7 +10,7 @@ interpreter), which moves one ratio a little between passes. `combine_rounds` av
 down: k rounds of R C1 R ... Cn R (alternating direction, so a linear drift cancels) and the
 median of each candidate's k ratios (for 2 rounds their mean; from 3 rounds on, one round the
 machine disturbed no longer moves the result); every round is stored as measured. The numbers
-behind this: benchmarks/reports/latency_protocol.md (its table and "Measured earlier").
+behind this: benchmarks/reports/measured_earlier.md.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ for every window tried. With `passes` > 1 every layer is measured again in a lat
 passes in reverse order, so slow drift cancels) and the entry is the geometric mean of its
 passes: two passes of the same layer hours apart differ by a few percent, and the CV preferred
 their mean to their minimum or to either pass alone. The numbers:
-benchmarks/reports/latency_protocol.md, "Measured earlier".
+benchmarks/reports/measured_earlier.md.
 Conversion (CPU heavy) can run ahead in another process while the device measures.
 """
 

@@ -1,7 +1,7 @@
 """The measurement protocol: warm-up, timed runs until a count and a time, robust statistics.
 
 Defaults were chosen from runs on this 2-core machine (LiteRT 2.3, one thread, XNNPACK; the
-numbers are in benchmarks/reports/latency_protocol.md, "Measured earlier"):
+numbers are in benchmarks/reports/measured_earlier.md):
 - only the first invoke of a model is slower than the steady state, so 5 warm-up runs are
   plenty;
 - 50-run medians are what the drift numbers in DESIGN.md were taken with;

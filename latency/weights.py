@@ -8,7 +8,7 @@ non-zero (BN variances positive); conv kernels are He-normal on fan-in and every
 scale/sqrt(var+eps) is below one, so activations of deep residual ReLU nets stay O(1) (no
 overflow, no denormals) instead of growing by orders of magnitude as with unit gains. Shapes
 come from `jax.eval_shape(model.init)`, values from a seeded NumPy generator, so it is fast
-even for a 224x224 net (numbers: benchmarks/reports/export_vs_keras.md, "Measured earlier").
+even for a 224x224 net (numbers: benchmarks/reports/measured_earlier.md).
 
 With these data-free statistics the input-dependent part of a deep net's output is small (the
 BN shifts dominate). `calibrate_batch_stats` sets the running statistics from one forward pass,

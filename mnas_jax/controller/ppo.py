@@ -60,7 +60,7 @@ class PPOConfig:
     baseline cancel out (it is still tracked and reported); 'std' divides (reward - EMA baseline)
     by the batch's reward std, so the baseline decides the sign (a batch better than the running
     average is reinforced as a whole); 'none' keeps raw reward - baseline. On the synthetic
-    benchmark 'std' needed several times more samples (benchmarks/reports/search/part_a.md):
+    benchmark 'std' needed several times more samples (benchmarks/reports/measured_earlier.md):
     while the policy improves, the lagging baseline makes most advantages positive and the
     policy collapses early onto a sub-optimal sequence.
     """

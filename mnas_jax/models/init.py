@@ -1,7 +1,7 @@
 """Fast initialisation: shapes from `jax.eval_shape`, values from a seeded NumPy generator.
 
 `model.init` of a whole network compiles hundreds of random-number ops (seconds per child on
-CPU: benchmarks/reports/child_cost.md, "Measured earlier"); this fills the same tree in
+CPU: benchmarks/reports/measured_earlier.md); this fills the same tree in
 milliseconds. Conv kernels are He-normal on fan-out (as
 the reference implementation), dense kernels uniform on fan-in, biases and BN shifts zero, BN
 scales one, running statistics (0, 1).

@@ -7,7 +7,7 @@ gradient in one). Their code depends only on the stage's key, the batch shape an
 hyperparameters, never on the weights, so a process compiles each distinct stage once and every
 later child containing it starts training at once. A search's children share a good part of
 their distinct layers early on and more as the controller converges (how much:
-benchmarks/reports/child_cost.md, "Measured earlier").
+benchmarks/reports/measured_earlier.md).
 """
 
 from __future__ import annotations

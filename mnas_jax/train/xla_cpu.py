@@ -2,7 +2,7 @@
 
 ``--xla_cpu_use_fusion_emitters=false`` keeps XLA:CPU's older elemental emitters for fusions:
 on this project's 2-core machine both trainers compile faster with them and the whole-network
-step also runs faster (numbers: benchmarks/reports/child_cost.md, "Measured earlier"). Same
+step also runs faster (numbers: benchmarks/reports/measured_earlier.md). Same
 arithmetic up to float rounding (tests compare both trainers under one setting).
 """
 
