@@ -32,15 +32,16 @@ def _specs(n_train: int, n_test: int) -> tuple[list, list]:
     """Training archs (chunks of TRAIN_CHUNK from seeds TRAIN_SEED, TRAIN_SEED + 1, ...) and
     held-out archs; the first chunk and the held-out set do not depend on n_train, so a larger
     run reuses every measurement a smaller one stored."""
-    from predictor.device_fit import sample_specs
+    from mnas_jax.space import get_space, sample_specs
 
-    train = sample_specs(SPACE, SETTING, min(n_train, TRAIN_CHUNK), TRAIN_SEED)
-    test = sample_specs(SPACE, SETTING, n_test, TEST_SEED, exclude={s.arch_id for s in train})
+    space = get_space(SPACE, SETTING)
+    train = sample_specs(space, min(n_train, TRAIN_CHUNK), TRAIN_SEED)
+    test = sample_specs(space, n_test, TEST_SEED, exclude={s.arch_id for s in train})
     seed = TRAIN_SEED
     while len(train) < n_train:
         seed += 1
         taken = {s.arch_id for s in train + test}
-        train += sample_specs(SPACE, SETTING, min(TRAIN_CHUNK, n_train - len(train)), seed,
+        train += sample_specs(space, min(TRAIN_CHUNK, n_train - len(train)), seed,
                               exclude=taken)
     return train, test
 
@@ -68,7 +69,7 @@ def _stored_passes(store: Any, device_id: str, specs: list, rounds: int
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """The two held-out passes an earlier run stored (each `rounds` rows per arch, in order),
     or None when the store does not hold them all."""
-    from predictor.device_fit import stored_log_relative
+    from latency.cached import stored_log_relative
 
     rows = stored_log_relative(store, device_id)
     if any(len(rows.get(s.arch_id, ())) < 2 * rounds for s in specs):
@@ -95,26 +96,31 @@ def _table_build_seconds(store: Any, device_id: str) -> dict[str, Any]:
 
 def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test: int
                   ) -> dict[str, Any]:
+    from latency.cached import ensure_table, measure_relative
+    from latency.lut import table_file
+    from latency.lut_build import TABLE_PASSES
     from latency.session import DeviceSession
-    from predictor import device_fit as df
-    from predictor.io import save_predictor
+    from mnas_jax.space import get_space
+    from predictor.io import predictor_dir, save_predictor
     from predictor.metrics import plot_predicted_vs_measured, report
+    from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 
+    space = get_space(SPACE, SETTING)
     train, test = _specs(n_train, n_test)
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
         fp = session.device.fingerprint()
-        existed = df.table_file(workdir, SPACE, SETTING, fp.device_id).exists()
+        existed = table_file(workdir, SPACE, SETTING, fp.device_id).exists()
         t0 = time.perf_counter()
-        table = df.ensure_table(session, workdir, SPACE, SETTING)
+        table = ensure_table(session, workdir, space)
         table_wall = time.perf_counter() - t0
         t0 = time.perf_counter()
-        y_train = df.measure_relative(session, train)
+        y_train = measure_relative(session, train)
         train_wall = time.perf_counter() - t0
         t0 = time.perf_counter()
         stored = _stored_passes(session.store, fp.device_id, test, session.rounds)
         if stored is None:
-            pass1 = df.measure_relative(session, test, fresh=True)
-            pass2 = df.measure_relative(session, test, fresh=True)
+            pass1 = measure_relative(session, test, fresh=True)
+            pass2 = measure_relative(session, test, fresh=True)
         else:  # an earlier run of this section measured them: resume without re-measuring
             pass1, pass2 = stored
         test_wall = time.perf_counter() - t0
@@ -123,14 +129,15 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
         build = _table_build_seconds(session.store, fp.device_id)
     y_test = np.sqrt(pass1 * pass2)  # geometric mean of the two passes
     t0 = time.perf_counter()
-    pred = df.fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), seed=0)
+    pred = fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), space=space, seed=0)
     fit_seconds = time.perf_counter() - t0
-    save_predictor(pred, df.predictor_dir(workdir, SPACE, SETTING, fp.device_id))
-    ev = df.evaluate(pred, test, y_test)
-    ev_pass1 = df.evaluate(pred, test, pass1)
+    save_predictor(pred, predictor_dir(workdir, SPACE, SETTING, fp.device_id))
+    ev = evaluate_on_fresh(pred, test, y_test)
+    ev_pass1 = evaluate_on_fresh(pred, test, pass1)
     seeds = {0: ev["methods"]["predictor"]}  # the fit's own randomness: CV folds, bagging
     for seed in range(1, SEEDS):
-        other = df.fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), seed=seed)
+        other = fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), space=space,
+                              seed=seed)
         seeds[seed] = report(other.predict(test)[0], y_test)
     floor = report(pass2, pass1)
     series = {k: (np.array(v), y_test) for k, v in ev["predictions"].items()
@@ -146,7 +153,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
         "section": "local", "device": REFERENCE_DEVICE, "fingerprint": fp.to_dict(),
         "table": {"entries": len(table.entries_ms), "build_seconds": table.build_seconds,
                   "wall_seconds_this_run": table_wall, "loaded_from_earlier_run": existed,
-                  "passes": df.TABLE_PASSES, "all_passes": build,
+                  "passes": TABLE_PASSES, "all_passes": build,
                   "reference_ms": table.reference_ms},
         "n_train": len(train), "n_test": len(test), "fit_seconds": fit_seconds,
         "measure_seconds": {"train": train_wall, "test_two_passes": test_wall},
@@ -170,24 +177,27 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
 
 def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test: int,
                      draws: int = 5) -> dict[str, Any]:
+    from latency.cached import ensure_table, measure_relative
     from latency.protocol import MeasureProtocol
     from latency.session import DeviceSession
-    from predictor import device_fit as df
-    from predictor.io import load_predictor
+    from mnas_jax.space import get_space
+    from predictor.io import load_predictor, predictor_dir
     from predictor.metrics import report
+    from predictor.relative_fit import fit_on_device
     from predictor.transfer import TransferPredictor
 
+    space = get_space(SPACE, SETTING)
     train, test = _specs(n_train, n_test)
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
         fp = session.device.fingerprint()
-        table = df.ensure_table(session, workdir, SPACE, SETTING)
-        saved = df.predictor_dir(workdir, SPACE, SETTING, fp.device_id)
+        table = ensure_table(session, workdir, space)
+        saved = predictor_dir(workdir, SPACE, SETTING, fp.device_id)
         if saved.exists():  # written by the local section
             base = load_predictor(saved, space=SPACE, setting=SETTING, device_id=fp.device_id,
                                   table=table.entries_relative)
         else:
-            base = df.fit_on_device(train, df.measure_relative(session, train), table,
-                                    fingerprint=fp.to_dict(), seed=0)
+            base = fit_on_device(train, measure_relative(session, train), table,
+                                 fingerprint=fp.to_dict(), space=space, seed=0)
     kmax = max(TRANSFER_KS)
     results: dict[str, Any] = {}
     rng = np.random.default_rng(0)
@@ -197,8 +207,8 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
         with DeviceSession.open(device, workdir, protocol=MeasureProtocol(min_runs=20),
                                 rounds=1) as session:
             fp_b = session.device.fingerprint()
-            y_k = df.measure_relative(session, train[:kmax])
-            y_test = df.measure_relative(session, test)
+            y_k = measure_relative(session, train[:kmax])
+            y_test = measure_relative(session, test)
         wall = time.perf_counter() - t0
         a_test = np.asarray(base.predict(test)[0])
         per_k: dict[str, Any] = {"0 (device A's predictor as is)": report(a_test, y_test)}

@@ -122,8 +122,7 @@ def load_any_predictor(directory: str | pathlib.Path, table_path: str | None = N
     The table is `--table`, else where `mnas predictor fit` / `mnas search` put it: <workdir>/
     tables/<space>-<setting>-<device>.json beside <workdir>/predictors/<dir>.
     """
-    from latency.lut import LatencyTable
-    from predictor.device_fit import table_file
+    from latency.lut import LatencyTable, table_file
     from predictor.io import load_predictor, read_metadata
 
     directory = pathlib.Path(directory)
@@ -155,25 +154,34 @@ class RewardRun:
 
 def run_reward(name: str, target: float, space: Any, predictor: Any, accuracy: StandInAccuracy,
                ppo_config: Any, steps: int, batch_size: int, seed: int) -> RewardRun:
-    """One PPO search under reward preset `name`, as the real loop wires it (no screening)."""
+    """One PPO search under reward preset `name`, through the real loop's step (no screening)."""
     from mnas_jax.controller.ppo import PPOSearcher
     from mnas_jax.reward import RewardConfig
-    from mnas_jax.search.loop import child_seed
+    from mnas_jax.search.step import LoopConfig, child_seed, search_step
+    from mnas_jax.search.types import ChildResult
+
+    class Estimator:
+        unit = "relative"
+
+        def predict(self, specs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+            value, unc = predictor.predict(list(specs))
+            return np.asarray(value, dtype=np.float64), np.asarray(unc, dtype=np.float64)
+
+    def stand_in(step: int, cands: Sequence[Any], on_result: Any) -> dict[int, ChildResult]:
+        return {c.index: ChildResult(c.spec.arch_id, "ok", accuracy(c.spec, child_seed(seed, step, c.index)))
+                for c in cands}
 
     reward = RewardConfig.preset(name, target)
+    config = LoopConfig(steps, batch_size, screen_factor=None, seed=seed)
     searcher = PPOSearcher(space.choices, ppo_config, seed=seed)
     lats, accs, rews = [], [], []
     start = time.perf_counter()
     for step in range(steps):
-        tokens = searcher.ask(batch_size)
-        specs = [space.decode(t) for t in tokens]
-        lat = np.asarray(predictor.predict(specs)[0], dtype=np.float64)
-        acc = np.array([accuracy(s, child_seed(seed, step, i)) for i, s in enumerate(specs)])
-        r = np.asarray(reward(acc, lat), dtype=np.float64)
-        searcher.tell(tokens, r)
-        lats.append(lat)
-        accs.append(acc)
-        rews.append(r)
+        out = search_step(step, searcher=searcher, space=space, estimator=Estimator(), reward=reward,
+                          config=config, evaluate=stand_in)
+        lats.append(np.array([c.latency for c in out.candidates]))
+        accs.append(np.array([out.results[c.index].accuracy for c in out.candidates]))
+        rews.append(out.rewards)
     return RewardRun(name, seed, np.concatenate(lats), np.concatenate(accs), np.concatenate(rews),
                      time.perf_counter() - start)
 

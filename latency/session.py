@@ -74,8 +74,9 @@ class DeviceSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def reference_bytes(self, setting: str) -> bytes:
-        return next(self.exporter.archs([reference(REFERENCE, setting)]))
+    def reference_bytes(self, setting: str, name: str = REFERENCE) -> bytes:
+        """The reference model `name` of `setting`, converted."""
+        return next(self.exporter.archs([reference(name, setting)]))
 
     def measure_archs(self, specs: Sequence[ArchSpec], *, progress: bool = False,
                       kind: str = "arch", rounds: int | None = None,

@@ -55,12 +55,13 @@ class ExternalData:
 def load_fbnet_csv(path: str | Path, space_name: str = "fbnet") -> ExternalData:
     """Read an FBNet phone CSV; the latency column is the one ending in `_ms`."""
     path = Path(path)
-    if space_name != "fbnet":
-        raise ValueError(f"--space {space_name!r}: external CSVs hold FBNet op strings; use fbnet")
+    space = get_space(space_name)
+    if not space.op_names:
+        raise ValueError(f"--space {space_name!r}: external CSVs hold op names, and this space "
+                         "has no op-name form; use a space that has (fbnet)")
     if not path.is_file():
         raise FileNotFoundError(f"measurement file {str(path)!r} does not exist "
                                 f"(the Pixel 2 data is in {default_data_dir()})")
-    space = get_space("fbnet")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
@@ -79,7 +80,7 @@ def load_fbnet_csv(path: str | Path, space_name: str = "fbnet") -> ExternalData:
     ms_arr = np.array(ms)
     if not len(ms_arr) or np.any(ms_arr <= 0):
         raise ValueError(f"{path}: latencies must be > 0 and the file must have rows")
-    return ExternalData("fbnet", space.setting, ms_cols[0][:-3], tuple(ids),
+    return ExternalData(space.name, space.setting, ms_cols[0][:-3], tuple(ids),
                         np.array(toks, dtype=np.int64), ms_arr, str(path.name))
 
 

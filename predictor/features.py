@@ -21,7 +21,7 @@ import numpy as np
 
 from mnas_jax.costs import layer_activation_bytes, layer_macs, layer_params
 from mnas_jax.space import ArchSpec, LayerSpec, SearchSpace, get_space, token_rows
-from mnas_jax.space.fbnet import STAGE_LAYERS as FBNET_STAGE_LAYERS
+from mnas_jax.space.base import block_groups
 
 FEATURE_VERSION = 1
 BYTES_PER_VALUE = 4  # float32 weights and activations
@@ -177,15 +177,6 @@ def _combine(vectors: Sequence[np.ndarray], n_add: int, width: int) -> np.ndarra
     return out
 
 
-def stage_of_blocks(space: SearchSpace) -> tuple[int, ...]:
-    """Which stage each block of the space belongs to (FBNet: 22 one-layer blocks, 7 stages)."""
-    n_blocks = len({n.split(".", 1)[0] for n in space.decision_names})
-    if space.name == "fbnet":
-        return tuple(int(s) for s in np.repeat(np.arange(len(FBNET_STAGE_LAYERS)),
-                                               FBNET_STAGE_LAYERS))
-    return tuple(range(n_blocks))
-
-
 # -- the featurizer ---------------------------------------------------------------------------
 class _BlockCache:
     """Vectors of one block slot, keyed by (block tokens, input channels, input size)."""
@@ -226,15 +217,12 @@ class Featurizer:
     def __init__(self, space: SearchSpace, table: TableLike | None = None) -> None:
         self.space = space
         self.cost = as_cost_fn(table)
-        self.stages = stage_of_blocks(space)
+        self.stages = space.block_stages()
         self.feature_set = FeatureSet(space.name, space.setting, max(self.stages) + 1,
                                       self.cost is not None)
         self.width = len(self.feature_set.names)
         self.n_add = len(self.feature_set.additive_names)
-        groups: dict[str, list[int]] = {}
-        for i, name in enumerate(space.decision_names):
-            groups.setdefault(name.split(".", 1)[0], []).append(i)
-        self._decisions = [np.array(ix) for ix in groups.values()]
+        self._decisions = [np.array(ix) for ix in block_groups(space.decision_names).values()]
         choices = np.array(space.choices, dtype=np.int64)
         if max(int(np.prod(choices[ix])) for ix in self._decisions) >= 1 << 22:
             raise ValueError(f"space {space.name!r} has a block with over 2^22 choice "

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import xgboost as xgb
 
-from latency.lut import LatencyTable
+from latency.lut import LatencyTable, table_file
 from mnas_jax.files import replace_dir_atomic
 from predictor.features import TableLike, make_featurizer
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
@@ -226,12 +226,26 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
 
 
 # -- the lookup table of a table-based predictor ----------------------------------------------
+def predictor_dir(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
+    """Where a work directory keeps the predictor 'mnas predictor fit' fits for a space setting
+    (or slice) on a device."""
+    return Path(workdir) / "predictors" / f"{space}-{setting}-{device_id}"
+
+
+def table_info_of(table: LatencyTable, path: str | Path | None = None) -> dict[str, Any]:
+    """What a predictor records of its table so that loading finds it again and checks it is
+    the same one (content hash): device, space, setting, unit of the entries used, file path."""
+    info = {"device_id": table.device_id, "space": table.space, "setting": table.setting,
+            "unit": "relative", "sha256": table.to_dict()["sha256"]}
+    return info if path is None else info | {"path": str(Path(path).resolve())}
+
+
 def _table_candidates(directory: Path, info: Mapping[str, Any]) -> list[Path]:
-    name = f"{info.get('space')}-{info.get('setting')}-{info.get('device_id')}.json"
     found = [directory / TABLE_FILE]
     if info.get("path"):
         found.append(Path(info["path"]))
-    found.append(directory.resolve().parent.parent / "tables" / name)  # WORKDIR/predictors/DIR
+    found.append(table_file(directory.resolve().parent.parent,  # WORKDIR/predictors/DIR
+                            *(str(info.get(k)) for k in ("space", "setting", "device_id"))))
     return list(dict.fromkeys(found))
 
 

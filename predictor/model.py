@@ -32,7 +32,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, Union
 import numpy as np
 import xgboost as xgb
 
-from mnas_jax.space import ArchSpec
+from mnas_jax.space import ArchSpec, get_space
 from predictor.features import Featurizer, TableLike, make_featurizer
 
 log = logging.getLogger(__name__)
@@ -412,7 +412,7 @@ def fit_predictor(x: ArchInput, y: Sequence[float], *, space_name: str,
     if unit not in UNITS:
         raise ValueError(f"unit={unit!r}; choose one of {UNITS}")
     feat = featurizer or make_featurizer(space_name, setting, table)
-    if feat.space.name != space_name or (setting and feat.space.setting != setting):
+    if feat.space != get_space(space_name, setting or feat.space.setting):
         raise ValueError(f"featurizer is for {feat.space.name}/{feat.space.setting}, "
                          f"not {space_name}/{setting}")
     feats = as_features(feat, x)

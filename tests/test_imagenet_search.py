@@ -37,7 +37,7 @@ def test_tiny_imagenet_search_end_to_end(tmp_path: Path) -> None:
     assert summary["config"]["setting"] == "tiny64" and summary["config"]["data"] == "tfds:mnas_synthetic"
     assert summary["n_samples"] == 4 and summary["calibration_rounds"] >= 1
     found = summary["found"][0]
-    assert found["latency"] > 0 and 0.0 <= found["accuracy"] <= 1.0
+    assert found["latency"] > 0 and 0.0 <= found["mean_accuracy"] <= 1.0
     assert (report / "models" / f"{found['arch_id']}.tflite").read_bytes()[4:8] == b"TFL3"
     with MeasurementStore.in_workdir(workdir, create=False) as store:
         samples = [e.payload for e in store.events("sample")]

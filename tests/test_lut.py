@@ -12,7 +12,6 @@ from latency.export import Exporter
 from latency.lut import LatencyTable, MissingLayerError, TableMismatchError
 from latency.lut_build import LUT_PROTOCOL, build_table
 from latency.lut_score import TableScorer
-from latency.lut_space import space_layers
 from latency.store import MeasurementStore
 from mnas_jax.space import get_space, reference, sample_tokens
 
@@ -38,7 +37,7 @@ def exporter():
 
 def test_enumeration_covers_sampled_archs():
     for setting in ("imagenet", "fmnist"):
-        keys = {layer.key for layer in space_layers("mnasnet", setting)}
+        keys = {layer.key for layer in get_space("mnasnet", setting).table_layers()}
         space = get_space("mnasnet", setting)
         for tokens in sample_tokens(space.choices, 3, 300):
             assert {layer.key for layer in space.decode(tokens).layers()} <= keys
@@ -56,7 +55,7 @@ def _build_setup(tmp_path, exporter, **options):
 
 
 def test_resumed_build_remeasures_nothing(tmp_path, exporter):
-    layers = space_layers("mnasnet", "fmnist")[:14]
+    layers = get_space("mnasnet", "fmnist").table_layers()[:14]
     store, dev, common = _build_setup(tmp_path, exporter, reference_every=5)
     with pytest.raises(ValueError, match="have no measurement"):
         build_table(layers, max_layers=6, **common)  # "killed" after 6 layers
@@ -80,7 +79,7 @@ def _table(layers, device_id="dev1"):
 
 
 def test_table_file_checks(tmp_path):
-    table = _table(space_layers("mnasnet", "fmnist"))
+    table = _table(get_space("mnasnet", "fmnist").table_layers())
     path = table.save(tmp_path / "t.json")
     assert LatencyTable.load(path, space="mnasnet", setting="fmnist", device_id="dev1") == table
     with pytest.raises(TableMismatchError, match="device_id 'dev1', not 'phone'"):
@@ -105,7 +104,7 @@ def test_table_file_checks(tmp_path):
 def test_vectorised_scorer_equals_sum():
     for setting in ("imagenet", "fmnist"):
         space = get_space("mnasnet", setting)
-        table = _table(space_layers("mnasnet", setting))
+        table = _table(get_space("mnasnet", setting).table_layers())
         scorer = TableScorer.build(space, table)
         rel = TableScorer.build(space, table, relative=True)
         tokens = sample_tokens(space.choices, 9, 300)
@@ -119,7 +118,7 @@ def test_vectorised_scorer_equals_sum():
 
 
 def test_two_passes_resume_and_average(tmp_path, exporter):
-    layers = space_layers("mnasnet", "fmnist")[:5]
+    layers = get_space("mnasnet", "fmnist").table_layers()[:5]
     store, dev, common = _build_setup(tmp_path, exporter, reference_every=3, passes=2)
     with pytest.raises(ValueError, match="have no measurement"):
         build_table(layers[:5], max_layers=4, **common)  # killed inside the first pass

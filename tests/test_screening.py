@@ -11,7 +11,8 @@ import numpy as np
 
 from mnas_jax.controller.ppo import PPOConfig, PPOSearcher
 from mnas_jax.reward import RewardConfig
-from mnas_jax.search.loop import LoopConfig, draw_candidates, run_loop
+from mnas_jax.search.loop import LoopConfig, run_loop
+from mnas_jax.search.step import draw_candidates
 from mnas_jax.space import get_space
 from search_standins import MacsLatency, StandInEvaluator, standin_child
 

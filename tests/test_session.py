@@ -10,7 +10,7 @@ import pytest
 from latency.protocol import MeasureProtocol
 from latency.session import DeviceSession
 from mnas_jax.space import get_space, sample_tokens
-from predictor.device_fit import measure_relative, stored_relative
+from latency.cached import measure_relative, stored_relative
 
 FAST = MeasureProtocol(warmup_runs=2, min_runs=10, min_seconds=0.01)
 

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from latency.lut import LatencyTable, table_file
-from latency.lut_space import space_layers
 from mnas_jax.cli.main import main
 from mnas_jax.space import get_space, sample_tokens
-from predictor.device_fit import table_info_of
+from predictor.io import table_info_of
 from predictor.io import (TABLE_FILE, PredictorFileError, PredictorMismatchError, load_predictor,
                           predictor_table, read_metadata, save_predictor)
 from predictor.model import PredictorConfig, fit_predictor
@@ -35,7 +34,7 @@ def setup(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("work")
     space = get_space(SLICE, "fmnist")
-    layers = space_layers(SLICE, "fmnist")
+    layers = get_space(SLICE, "fmnist").table_layers()
     rng = np.random.default_rng(0)
     ms = {x.key: float(rng.uniform(0.05, 0.5)) for x in layers}
     table = LatencyTable(SLICE, "fmnist", FP_A, device_id_of(FP_A), "mobilenetv2", 2.0, ms,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mnas_jax.search.assess import Assessed, dominates, retrain_seeds, verdicts
-from mnas_jax.search.loop import child_seed
+from mnas_jax.search.step import child_seed
 
 
 def _a(name: str, accs: tuple[float, ...], latency: float) -> Assessed:

@@ -85,31 +85,26 @@ def lut_space(space_name: str, setting: str | None):
     from mnas_jax.space import get_space
 
     space = get_space(space_name, setting)
-    if space_name.split("@")[0] != "mnasnet":
-        raise UserError(f"lookup tables are built for the mnasnet space; {space_name!r} has "
-                        "external measurements only (use 'mnas predictor fit --data')")
+    if space.reference_name is None:
+        raise UserError(f"lookup tables are built for spaces with a reference model on the device; "
+                        f"{space_name!r} has external measurements only (use 'mnas predictor fit "
+                        "--data')")
     return space
 
 
 def _build_lut(args: argparse.Namespace) -> int:
+    from latency.cached import build_space_table
     from latency.lut import table_file
-    from latency.lut_build import TABLE_PASSES, build_table
-    from latency.lut_space import space_layers
+    from latency.lut_build import TABLE_PASSES
     from latency.session import DeviceSession
 
     space = lut_space(args.space, args.setting)
     passes = TABLE_PASSES if args.passes is None else args.passes
     if passes < 1:
         raise UserError(f"--passes {passes}: measure every layer at least once (use >= 1)")
-    layers = space_layers(args.space, space.setting)
     started = time.time()
     with DeviceSession.open(args.device, args.workdir) as session:
-        ref = session.reference_bytes(space.setting)
-        table = build_table(layers, space=space.name, setting=space.setting,
-                            device=session.device, store=session.store,
-                            export_layer=session.exporter.layers, prefetch=True,
-                            reference_bytes=ref, source=session.source, passes=passes,
-                            progress=not args.quiet)
+        table = build_space_table(session, space, passes=passes, progress=not args.quiet)
     out = Path(args.output) if args.output else table_file(args.workdir, space.name,
                                                            space.setting, table.device_id)
     table.save(out)

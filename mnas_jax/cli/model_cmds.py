@@ -6,7 +6,7 @@ import argparse
 
 from mnas_jax.cli.output import print_json, print_table
 from mnas_jax.costs import layer_macs, layer_params
-from mnas_jax.space import SPACES, ArchSpec, get_space, parse_arch, space_settings
+from mnas_jax.space import ArchSpec, get_space, parse_arch, space_names, space_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def space_membership(spec: ArchSpec) -> dict[str, str]:
     """For every space/setting: 'yes', or the reason the spec is not a point of it."""
     out = {}
-    for name in SPACES:
+    for name in space_names():
         for setting in space_settings(name):
             try:
                 get_space(name, setting).encode(spec)

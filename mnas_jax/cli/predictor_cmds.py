@@ -110,9 +110,11 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_external(args)
     if args.device is None:
         raise UserError("pass --data CSV (external measurements) or --device D (measure)")
-    if args.space.split("@")[0] != "mnasnet":
-        raise UserError(f"device fitting needs a lookup table: use --space mnasnet (or a slice "
-                        f"mnasnet@...), not {args.space!r}")
+    from mnas_jax.space import get_space
+
+    if get_space(args.space, args.setting).reference_name is None:
+        raise UserError(f"device fitting needs a lookup table and a reference model on the "
+                        f"device: use --space mnasnet (or a slice mnasnet@...), not {args.space!r}")
     if args.n is not None and args.n < (2 if args.transfer_from else 3):
         raise UserError(f"--n {args.n}: measure at least {2 if args.transfer_from else 3} "
                         "architectures")
@@ -122,24 +124,24 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _fit_device(args: argparse.Namespace) -> int:
+    from latency.cached import ensure_table, measure_relative
     from latency.lut import table_file
     from latency.session import DeviceSession
-    from mnas_jax.space import get_space
-    from predictor import device_fit as df
-    from predictor.io import TABLE_FILE, save_predictor
+    from mnas_jax.space import get_space, sample_specs
+    from predictor.io import TABLE_FILE, predictor_dir, save_predictor
+    from predictor.relative_fit import fit_on_device
 
     space = get_space(args.space, args.setting)
     setting = space.setting
     with DeviceSession.open(args.device, args.workdir) as session:
         fp = session.device.fingerprint()
-        table = df.ensure_table(session, args.workdir, space.name, setting,
-                                progress=not args.quiet)
-        specs = df.sample_specs(space.name, setting, args.n or 300, args.seed)
-        y = df.measure_relative(session, specs, progress=not args.quiet)
-        pred = df.fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed,
-                                space_name=space.name, table_path=table_file(
-                                    args.workdir, space.name, setting, fp.device_id))
-    out = args.output or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
+        table = ensure_table(session, args.workdir, space, progress=not args.quiet)
+        specs = sample_specs(space, args.n or 300, args.seed)
+        y = measure_relative(session, specs, progress=not args.quiet)
+        pred = fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed,
+                             space=space, table_path=table_file(
+                                 args.workdir, space.name, setting, fp.device_id))
+    out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
     save_predictor(pred, out)
     table.save(out / TABLE_FILE)  # the directory carries its table
     info = {"predictor_dir": str(out), "n_train": len(specs), "device": fp.device_id,
@@ -151,11 +153,11 @@ def _fit_device(args: argparse.Namespace) -> int:
 
 
 def _fit_transfer(args: argparse.Namespace) -> int:
+    from latency.cached import measure_relative, recent_reference_ms
     from latency.measurement import model_hash
     from latency.session import DeviceSession
-    from mnas_jax.space import get_space
-    from predictor import device_fit as df
-    from predictor.io import load_predictor, predictor_table, save_predictor
+    from mnas_jax.space import get_space, sample_specs
+    from predictor.io import load_predictor, predictor_dir, predictor_table, save_predictor
     from predictor.transfer import TransferPredictor
 
     space = get_space(args.space, args.setting)
@@ -167,14 +169,13 @@ def _fit_transfer(args: argparse.Namespace) -> int:
             raise UserError(f"--transfer-from {args.transfer_from} is a predictor of this very "
                             f"device ({fp.device_id}): transfer to another --device")
         k = args.n or 20
-        specs = df.sample_specs(space.name, setting, k, args.seed + 77)
-        y = df.measure_relative(session, specs, progress=not args.quiet)
+        specs = sample_specs(space, k, args.seed + 77)
+        y = measure_relative(session, specs, progress=not args.quiet)
         ref_hash = model_hash(session.reference_bytes(setting))  # this setting's reference
-        refs = [r.record.median_ms for r in session.store.measurements(
-            kind="reference", device_id=fp.device_id) if r.record.model_hash == ref_hash][-20:]
+        ref_ms = recent_reference_ms(session.store, fp.device_id, model_hash=ref_hash)
     tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=predictor_table(
-        args.transfer_from), reference_ms=float(np.median(refs)) if refs else None)
-    out = args.output or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
+        args.transfer_from), reference_ms=ref_ms)
+    out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
     save_predictor(tp, out)
     info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id,
             "base": str(args.transfer_from), "base_device": base.device_id,
@@ -186,11 +187,12 @@ def _fit_transfer(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from latency.cached import measure_relative
     from latency.session import DeviceSession
-    from mnas_jax.space import get_space
-    from predictor import device_fit as df
-    from predictor.io import load_predictor, read_metadata
+    from mnas_jax.space import get_space, sample_specs
+    from predictor.io import load_predictor, predictor_dir, read_metadata
     from predictor.metrics import plot_predicted_vs_measured
+    from predictor.relative_fit import evaluate_on_fresh
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: validate on at least 1 fresh architecture")
@@ -202,14 +204,14 @@ def _validate(args: argparse.Namespace) -> int:
     setting = space.setting
     with DeviceSession.open(args.device, args.workdir) as session:
         fp = session.device.fingerprint()
-        model = args.model or df.predictor_dir(args.workdir, space.name, setting, fp.device_id)
+        model = args.model or predictor_dir(args.workdir, space.name, setting, fp.device_id)
         if not model.exists():
             raise UserError(f"no predictor at {model}; fit one first: mnas predictor fit "
                             f"--space {space.name} --setting {setting} --device {args.device}")
         pred = load_predictor(model, space=space.name, setting=setting, device_id=fp.device_id)
-        specs = df.sample_specs(space.name, setting, args.n, args.seed, set(pred.train_ids))
-        y = df.measure_relative(session, specs, fresh=True, progress=not args.quiet)
-    rep = df.evaluate(pred, specs, y)
+        specs = sample_specs(space, args.n, args.seed, pred.train_ids)
+        y = measure_relative(session, specs, fresh=True, progress=not args.quiet)
+    rep = evaluate_on_fresh(pred, specs, y)
     out = args.output or Path(args.workdir) / "reports" / f"validate-{fp.device_id}-{setting}"
     out.mkdir(parents=True, exist_ok=True)
     rep |= {"predictor_dir": str(model), "device": fp.device_id, "space": space.name,
@@ -265,17 +267,12 @@ def print_metrics_table(title: str, methods: dict[str, dict[str, Any]]) -> None:
 
 # -- predict --------------------------------------------------------------------------------------
 def _arch_inputs(texts: Sequence[str], space_name: str, setting: str) -> list[Any]:
-    """ArchSpecs or (FBNet) op-name token rows, in the order given."""
-    from mnas_jax.space import get_space, parse_arch
+    """ArchSpecs as the predictor's space reads them (reference names, spec strings, JSON
+    files, the space's own text form), in the order given."""
+    from mnas_jax.space import get_space
 
     space = get_space(space_name, setting)
-    out: list[Any] = []
-    for text in texts:
-        if space_name == "fbnet" and len(text.split()) == len(space.choices):
-            out.append(space.decode(space.parse_ops(text)))
-        else:
-            out.append(parse_arch(text, "imagenet" if space_name == "fbnet" else setting))
-    return out
+    return [space.parse(text) for text in texts]
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The whole chain on one device, as a row of named phases:
 
-resolve target -> ensure table -> ensure predictor -> make evaluator -> run loop -> assess -> report
+resolve target -> ensure table -> ensure predictor (or a given one) -> make calibrator and
+evaluator -> search loop -> assess -> export found -> write report (mnas_jax.search.report)
 
 Everything measured goes to the store in the work directory; everything derived (table,
 predictor, checkpoint, report) is rebuilt or reloaded from it, so a killed run resumes.
@@ -20,26 +21,27 @@ from typing import Any, Sequence
 import numpy as np
 
 from calibration.calibrator import Calibrator
-from calibration.error_series import write_series
-from latency.lut import LatencyTable
-from latency.session import REFERENCE, DeviceSession
+from latency.cached import ensure_table as ensure_device_table
+from latency.cached import measure_relative, recent_reference_ms
+from latency.lut import LatencyTable, table_file
+from latency.session import DeviceSession
+from latency.store import MeasurementStore
 from mnas_jax.controller.ppo import PPOSearcher
-from mnas_jax.reward import RewardConfig, Target
-from mnas_jax.search.assess import Assessed, retrain_seeds, verdicts
+from mnas_jax.reward import RewardConfig
+from mnas_jax.search.assess import Assessed, retrain_seeds
 from mnas_jax.search.children import check_data, train_child
 from mnas_jax.search.config import SearchConfig, identity
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
 from mnas_jax.search.loop import LoopConfig, run_loop
-from mnas_jax.search.report import front_candidates, write_report
+from mnas_jax.search.report import front_candidates, write_search_report
+from mnas_jax.search.target import ResolvedTarget, resolve_target
 from mnas_jax.search.types import Evaluator
 from mnas_jax.search.workdir import local_workdir
-from mnas_jax.space import ArchSpec, SearchSpace, get_space, reference
-from predictor import device_fit as df
-from predictor.io import load_predictor, save_predictor
+from mnas_jax.space import ArchSpec, SearchSpace, get_space, narrower_space, reference, sample_specs
+from predictor.io import load_predictor, predictor_table, save_predictor
+from predictor.relative_fit import fit_on_device
 
 log = logging.getLogger(__name__)
-
-UNIT = f"x {REFERENCE}"  # the search's latency unit: multiples of the reference measured beside
 
 
 def run_id_of(config: SearchConfig) -> str:
@@ -80,20 +82,10 @@ def _status(msg: str) -> None:
 
 # -- phases ---------------------------------------------------------------------------------------
 
-def resolve_target(config: SearchConfig, session: DeviceSession) -> float:
-    """T in the search's unit (multiples of the reference measured beside every candidate)."""
-    target = Target.parse(config.target)
-    if target.is_relative:
-        if target.reference_name != REFERENCE:
-            raise ValueError(f"relative targets are against {REFERENCE} (the reference measured beside "
-                             f"every candidate), not {target.reference_name}")
-        return target.value
+def resolve_search_target(config: SearchConfig, space: SearchSpace, session: DeviceSession) -> ResolvedTarget:
+    """T in the search's unit (multiples of the space's reference measured beside every candidate)."""
     device_id = session.device.fingerprint().device_id
-    refs = [r.record.median_ms for r in session.store.measurements(kind="reference", device_id=device_id)]
-    if not refs:
-        raise ValueError(f"target {config.target!r} is in ms but {REFERENCE} was never measured on this "
-                         f"device; give the target as a multiple, e.g. '1.0x {REFERENCE}'")
-    return target.value / float(np.median(refs[-20:]))
+    return resolve_target(config.target, space, recent_reference_ms(session.store, device_id))
 
 
 def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
@@ -101,31 +93,31 @@ def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, sp
     """The device's lookup table for the space (built once per device), if the config uses one."""
     if not config.use_table:
         return None
-    _status(f"lookup table for {config.space}/{space.setting} (built once per device)")
-    return df.ensure_table(session, workdir, config.space, space.setting, progress, passes=config.table_passes)
+    _status(f"lookup table for {space.name}/{space.setting} (built once per device)")
+    return ensure_device_table(session, workdir, space, progress, passes=config.table_passes)
 
 
-def ensure_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, run_id: str,
-                     table: LatencyTable | None, resume: bool, progress: bool) -> tuple[Any, Path, list[ArchSpec]]:
+def ensure_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+                     run_id: str, table: LatencyTable | None, resume: bool, progress: bool
+                     ) -> tuple[Any, Path, list[ArchSpec]]:
     """The search's predictor (loaded when resuming, else fitted on freshly measured archs), the
     directory it is saved in, and the archs it was fitted on."""
-    setting = config.setting
     fp = session.device.fingerprint()
     pdir = workdir / "predictors" / run_id
     _status(f"predictor: {config.predictor_archs} architectures measured on the device")
-    train_specs = df.sample_specs(config.space, setting, config.predictor_archs, config.seed + 1)
-    y = df.measure_relative(session, train_specs, progress=progress)
+    train_specs = sample_specs(space, config.predictor_archs, config.seed + 1)
+    y = measure_relative(session, train_specs, progress=progress)
     if resume and pdir.exists():
-        pred = load_predictor(pdir, space=config.space, setting=setting, device_id=fp.device_id,
+        pred = load_predictor(pdir, space=space.name, setting=space.setting, device_id=fp.device_id,
                               table=None if table is None else table.entries_relative)
     else:
-        pred = df.fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(), seed=config.seed)
+        pred = fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(), space=space, seed=config.seed)
         save_predictor(pred, pdir)
     return pred, pdir, train_specs
 
 
-def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, run_id: str,
-                    path: str | Path, resume: bool
+def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+                    run_id: str, path: str | Path, resume: bool
                     ) -> tuple[Any, Path, list[ArchSpec], SearchSpace]:
     """`mnas search --predictor DIR`, instead of the table and predictor phases: DIR holds a
     predictor fitted or transferred for the search's device. Calibration refits go to the run's
@@ -133,10 +125,6 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
     copy finds it). A predictor fitted on a slice of the config's space restricts the search to
     the slice. Returns the predictor, its copy's directory, the archs re-measured on large drift
     and the space searched."""
-    from latency.lut import table_file
-    from predictor.io import predictor_table
-
-    space = get_space(config.space, config.setting)
     device_id = session.device.fingerprint().device_id
     pdir = workdir / "predictors" / run_id
     if resume and pdir.exists():
@@ -148,15 +136,14 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
                                                 table.device_id).exists():
             table.save(table_file(workdir, table.space, table.setting, table.device_id))
         save_predictor(pred, pdir)
-    if pred.space.startswith(space.name + "@"):
-        space = get_space(pred.space, space.setting)
-    elif pred.space != space.name and not space.name.startswith(pred.space + "@"):
+    searched = narrower_space(pred.space, space.name)
+    if searched is None:
         raise ValueError(f"--predictor {path} is for space {pred.space!r}, not the config's "
                          f"{space.name!r}: use a predictor fitted on this space")
+    space = get_space(searched, space.setting)
     _status(f"predictor {path} ({len(pred.train_ids)} archs measured on the device); "
             f"searching {space.name}")
-    train_specs = df.sample_specs(space.name, space.setting, config.predictor_archs,
-                                  config.seed + 1)
+    train_specs = sample_specs(space, config.predictor_archs, config.seed + 1)
     return pred, pdir, train_specs, space
 
 
@@ -241,6 +228,33 @@ def export_found(session: DeviceSession, found: Sequence[Assessed], out: Path) -
         (models / f"{s.arch_id}.json").write_text(s.to_json())
 
 
+def search_loop(config: SearchConfig, run_id: str, workdir: Path, space: SearchSpace, target: ResolvedTarget,
+                store: MeasurementStore, estimator: PredictorEstimator, evaluator: Evaluator,
+                calibrator: Calibrator) -> list[dict[str, Any]]:
+    """Run (or resume) the controller's steps; every sample and step goes to the store. Returns
+    the run's samples."""
+    samples_of = lambda rid: [e.payload for e in store.events("sample")  # noqa: E731
+                              if e.payload["run_id"] == rid]
+
+    def on_step(step: int, record: dict[str, Any]) -> None:
+        store.append_event("search_step", {**record, "run_id": run_id})
+        cal = record.get("calibration", {}).get("before_refit")
+        _status(f"step {step + 1}/{config.steps}: mean reward {record['mean_reward']:.4f}, best "
+                f"{record['max_reward']:.4f}, {record['screened']} screened"
+                + (f"; calibration error {cal['mean_abs_pct']:.1f}%" if cal else ""))
+
+    _status(f"search: {config.steps} steps x {config.batch_size} children, reward {config.reward}, "
+            f"T = {target.value:g} {target.unit}")
+    run_loop(run_id=run_id, workdir=workdir, space=space,
+             config=LoopConfig(config.steps, config.batch_size, config.screen_factor, config.seed),
+             reward=RewardConfig.preset(config.reward, target.value),
+             searcher=PPOSearcher(space.choices, config.ppo, config.seed),
+             searcher_from_bytes=PPOSearcher.from_bytes, estimator=estimator, evaluator=evaluator,
+             calibrator=calibrator, append_sample=lambda p: store.append_event("sample", p),
+             stored_samples=samples_of, on_step=on_step)
+    return samples_of(run_id)
+
+
 # -- the chain --------------------------------------------------------------------------------------
 
 def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None = None,
@@ -260,54 +274,29 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
     started = time.time()
     with DeviceSession.open(config.device, workdir) as session:
         _status(f"device {config.device} ({session.device.fingerprint().device_id}), run {run_id}")
-        target = resolve_target(config, session)
+        target = resolve_search_target(config, space, session)
         if predictor is None:
             table = ensure_table(config, session, workdir, space, progress)
-            pred, pdir, train_specs = ensure_predictor(config, session, workdir, run_id, table, resume,
-                                                       progress)
+            pred, pdir, train_specs = ensure_predictor(config, session, workdir, space, run_id, table,
+                                                       resume, progress)
         else:
-            pred, pdir, train_specs, space = given_predictor(config, session, workdir, run_id,
+            pred, pdir, train_specs, space = given_predictor(config, session, workdir, space, run_id,
                                                              predictor, resume)
         estimator = PredictorEstimator(pred, pdir)
         calibrator = make_calibrator(config, session, run_id, estimator, train_specs)
         evaluator = make_evaluator(config, session)
-        store = session.store
-        samples_of = lambda rid: [e.payload for e in store.events("sample")  # noqa: E731
-                                  if e.payload["run_id"] == rid]
-
-        def on_step(step: int, record: dict[str, Any]) -> None:
-            store.append_event("search_step", {**record, "run_id": run_id})
-            cal = record.get("calibration", {}).get("before_refit")
-            _status(f"step {step + 1}/{config.steps}: mean reward {record['mean_reward']:.4f}, best "
-                    f"{record['max_reward']:.4f}, {record['screened']} screened"
-                    + (f"; calibration error {cal['mean_abs_pct']:.1f}%" if cal else ""))
-
-        _status(f"search: {config.steps} steps x {config.batch_size} children, reward {config.reward}, "
-                f"T = {target:g} {UNIT}")
         try:
-            run_loop(run_id=run_id, workdir=workdir, space=space,
-                     config=LoopConfig(config.steps, config.batch_size, config.screen_factor, config.seed),
-                     reward=RewardConfig.preset(config.reward, target),
-                     searcher=PPOSearcher(space.choices, config.ppo, config.seed),
-                     searcher_from_bytes=PPOSearcher.from_bytes, estimator=estimator, evaluator=evaluator,
-                     calibrator=calibrator, append_sample=lambda p: store.append_event("sample", p),
-                     stored_samples=samples_of, on_step=on_step)
+            samples = search_loop(config, run_id, workdir, space, target, session.store, estimator,
+                                  evaluator, calibrator)
             _status(f"report: the top {config.report_top_k} found models and {len(config.baselines)} baselines, "
                     f"re-trained with {config.report_seeds} fresh seeds each, latency measured again")
-            samples = samples_of(run_id)
             found, baselines = assess(config, run_id, session, evaluator, samples)
         finally:
             if isinstance(evaluator, RayExecutor):
                 evaluator.shutdown()
         out = workdir / "report"
         export_found(session, found, out)
-        series = calibrator.series()
-        measured = {c["arch_id"]: c["measured"] for r in series for c in r.get("candidates", [])}
-        samples = [{**s, "measured_latency": measured.get(s["arch_id"], s["measured_latency"])} for s in samples]
-        write_series(series, out)
-        budget = f"preset {config.train_preset}" + (f", {config.train_steps} steps" if config.train_steps else "")
-        write_report(out, run_id=run_id, config=dataclasses.asdict(config), target=target, unit=UNIT,
-                     samples=samples, found=found, baselines=baselines, verdicts=verdicts(found, baselines),
-                     calibration=series, budget=budget)
+        write_search_report(out, run_id=run_id, config=config, target=target, samples=samples,
+                            found=found, baselines=baselines, calibration=calibrator.series())
     _status(f"done in {time.time() - started:.0f} s: report in {out}")
     return out

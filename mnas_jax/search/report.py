@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from calibration.error_series import write_series
 from mnas_jax.files import write_atomic
-from mnas_jax.search.assess import RULE, Assessed
+from mnas_jax.search.assess import RULE, Assessed, verdicts
+from mnas_jax.search.config import SearchConfig
 from mnas_jax.search.pareto import pareto_front
+from mnas_jax.search.target import ResolvedTarget
 
 SAMPLE_COLUMNS = ("step", "index", "arch_id", "status", "accuracy", "predicted_latency",
                   "uncertainty", "measured_latency", "reward", "train_seconds", "reason", "spec")
@@ -150,3 +154,17 @@ def write_report(out: Path, *, run_id: str, config: dict[str, Any], target: floa
                                  if any_dom else "no found model dominates a MobileNetV2 width under the rule."),
               "", "Plots: reward.png, latency_histogram.png, pareto.png, calibration.png."]
     return write_atomic(out / "report.md", "\n".join(lines) + "\n")
+
+
+def write_search_report(out: Path, *, run_id: str, config: SearchConfig, target: ResolvedTarget,
+                        samples: Sequence[dict[str, Any]], found: Sequence[Assessed],
+                        baselines: Sequence[Assessed], calibration: Sequence[dict[str, Any]]) -> Path:
+    """The report of a finished search: samples with the latencies calibration measured, the
+    calibration series, the verdicts and write_report's files; returns report.md's path."""
+    measured = {c["arch_id"]: c["measured"] for r in calibration for c in r.get("candidates", [])}
+    samples = [{**s, "measured_latency": measured.get(s["arch_id"], s["measured_latency"])} for s in samples]
+    write_series(calibration, out)
+    budget = f"preset {config.train_preset}" + (f", {config.train_steps} steps" if config.train_steps else "")
+    return write_report(out, run_id=run_id, config=dataclasses.asdict(config), target=target.value,
+                        unit=target.unit, samples=samples, found=found, baselines=baselines,
+                        verdicts=verdicts(found, baselines), calibration=calibration, budget=budget)

@@ -10,6 +10,10 @@ from mnas_jax.space.parse import parse_arch
 from mnas_jax.space.references import reference, reference_names
 from mnas_jax.space.registry import SPACES, get_space, space_settings
 from mnas_jax.space.settings import SETTINGS, Setting, get_setting
+from mnas_jax.space.base import SpaceDefaults
+from mnas_jax.space.registry import register_space, space_names, unregister_space
+from mnas_jax.space.sampling import sample_specs
+from mnas_jax.space.slices import narrower_space
 from mnas_jax.space.spec import (
     Activation,
     ArchSpec,
@@ -26,4 +30,6 @@ __all__ = [
     "SETTINGS", "SPACES", "SearchSpace", "Setting", "Skip", "effective_skip", "get_setting",
     "get_space", "parse_arch", "reference", "reference_names", "sample_tokens", "space_settings",
     "space_size", "token_row", "token_rows",
+    "SpaceDefaults", "narrower_space", "register_space", "sample_specs", "space_names",
+    "unregister_space",
 ]

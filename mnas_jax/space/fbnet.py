@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from mnas_jax.space.base import SpaceDefaults
+from mnas_jax.space.parse import parse_arch
 from mnas_jax.space.tokens import token_row
 from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, Op, Skip
 
@@ -43,7 +45,9 @@ LAYER_PLAN = _layer_plan()
 
 
 @dataclasses.dataclass(frozen=True)
-class FBNetSpace:
+class FBNetSpace(SpaceDefaults):
+    """Layer-wise space of the public phone data; no reference model (no device tables)."""
+
     name: str = "fbnet"
     setting: str = "cifar100"
 
@@ -54,6 +58,22 @@ class FBNetSpace:
     @property
     def decision_names(self) -> tuple[str, ...]:
         return tuple(f"l{i}.op" for i in range(len(LAYER_PLAN)))
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """The public data's op names, in token order."""
+        return OP_NAMES
+
+    def block_stages(self) -> tuple[int, ...]:
+        """The stage of each of the 22 one-layer blocks."""
+        return tuple(s for s, n in enumerate(STAGE_LAYERS) for _ in range(n))
+
+    def parse(self, text: str) -> ArchSpec:
+        """The 22 op names in one string, else a reference name (in imagenet), a spec string or
+        a JSON file."""
+        if len(text.split()) == len(self.choices):
+            return self.decode(self.parse_ops(text))
+        return parse_arch(text, "imagenet")
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
         toks = token_row(tokens, self.choices)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from mnas_jax.space.base import Allowed, SpaceDefaults
 from mnas_jax.space.tokens import token_row
 from mnas_jax.space.settings import Setting, make_divisible
-from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, Op, Skip
+from mnas_jax.space.spec import Activation, ArchSpec, BlockSpec, LayerSpec, Op, Skip
 
 BASE_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
 BASE_REPEATS = (1, 2, 3, 4, 3, 3, 1)
@@ -36,7 +37,9 @@ def _shown(value: object) -> object:
 
 
 @dataclasses.dataclass(frozen=True)
-class MnasNetSpace:
+class MnasNetSpace(SpaceDefaults):
+    """The space in one setting; candidates are measured beside MobileNetV2 of the setting."""
+
     setting_: Setting
     name: str = "mnasnet"
     stem_channels: int = 32
@@ -48,10 +51,51 @@ class MnasNetSpace:
         return self.setting_.name
 
     @property
+    def reference_name(self) -> str:
+        """MobileNetV2, the skeleton the space is built on, in the same setting."""
+        return "mobilenetv2"
+
+    @property
+    def block_strides(self) -> tuple[int, ...]:
+        """The stride of each block (fixed by the setting)."""
+        return self.setting_.block_strides
+
+    @property
     def choices(self) -> tuple[int, ...]:
-        per = (len(OPS), len(KERNELS), len(SE_RATIOS), len(SKIPS), len(FILTER_MULTIPLIERS),
-               len(LAYER_DELTAS))
-        return per * len(BASE_CHANNELS)
+        """Choices of every decision: six per block."""
+        return self.block_choices(0) * len(BASE_CHANNELS)
+
+    def block_choices(self, block: int) -> tuple[int, ...]:
+        """Choices of each of a block's decisions (the same in every block)."""
+        return (len(OPS), len(KERNELS), len(SE_RATIOS), len(SKIPS), len(FILTER_MULTIPLIERS),
+                len(LAYER_DELTAS))
+
+    def block_spec(self, block: int, tokens: Sequence[int]) -> BlockSpec:
+        """The block that one block's tokens (op, kernel, se, skip, filters, layers) decode to."""
+        op_t, k_t, se_t, skip_t, f_t, n_t = (int(t) for t in tokens)
+        op, expansion = OPS[op_t]
+        return BlockSpec(op=op, kernel=KERNELS[k_t], expansion=expansion, se_ratio=SE_RATIOS[se_t],
+                         skip=SKIPS[skip_t], out_channels=self.block_filters(block)[f_t],
+                         repeats=self.block_repeats(block)[n_t],
+                         stride=self.setting_.block_strides[block])
+
+    def table_layers(self, allowed: Allowed | None = None) -> list[LayerSpec]:
+        """Every distinct layer of the space (or of the part `allowed` leaves) in its setting."""
+        from mnas_jax.space.mnasnet_layers import mnasnet_layers
+
+        return mnasnet_layers(self, allowed)
+
+    def block_input_channels(self) -> list[list[int]]:
+        """Channel counts that can enter each block and, last, the head."""
+        from mnas_jax.space.mnasnet_layers import block_input_channels
+
+        return block_input_channels(self)
+
+    def block_input_sizes(self) -> list[int]:
+        """Feature-map size entering each block and, last, the head."""
+        from mnas_jax.space.mnasnet_layers import block_input_sizes
+
+        return block_input_sizes(self)
 
     @property
     def decision_names(self) -> tuple[str, ...]:
@@ -65,16 +109,11 @@ class MnasNetSpace:
         return tuple(BASE_REPEATS[block] + d for d in LAYER_DELTAS)
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
+        """The architecture of 42 tokens (six per block)."""
         toks = token_row(tokens, self.choices)
-        blocks = []
-        for b in range(len(BASE_CHANNELS)):
-            op_t, k_t, se_t, skip_t, f_t, n_t = toks[6 * b: 6 * b + 6]
-            op, expansion = OPS[op_t]
-            blocks.append(BlockSpec(
-                op=op, kernel=KERNELS[k_t], expansion=expansion, se_ratio=SE_RATIOS[se_t],
-                skip=SKIPS[skip_t], out_channels=self.block_filters(b)[f_t],
-                repeats=self.block_repeats(b)[n_t], stride=self.setting_.block_strides[b]))
-        return self._spec(tuple(blocks))
+        width = len(DECISIONS)
+        return self._spec(tuple(self.block_spec(b, toks[width * b: width * b + width])
+                                for b in range(len(BASE_CHANNELS))))
 
     def _spec(self, blocks: tuple[BlockSpec, ...]) -> ArchSpec:
         s = self.setting_

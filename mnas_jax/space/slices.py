@@ -16,15 +16,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from mnas_jax.space.base import SearchSpace
+from mnas_jax.space.base import Allowed, SearchSpace, SpaceDefaults
+from mnas_jax.space.spec import ArchSpec, LayerSpec
 from mnas_jax.space.tokens import token_row
-from mnas_jax.space.spec import ArchSpec
 
 SEPARATOR = "@"
 
 
 @dataclasses.dataclass(frozen=True)
-class SlicedSpace:
+class SlicedSpace(SpaceDefaults):
     """`base` with the decisions in `fixed` ((index, token) pairs, sorted) held at one token."""
 
     base: SearchSpace
@@ -47,6 +47,23 @@ class SlicedSpace:
     def choices(self) -> tuple[int, ...]:
         fixed = dict(self.fixed)
         return tuple(1 if i in fixed else c for i, c in enumerate(self.base.choices))
+
+    @property
+    def reference_name(self) -> str | None:
+        """The base space's reference model."""
+        return self.base.reference_name
+
+    def table_layers(self, allowed: Allowed | None = None) -> list[LayerSpec]:
+        """The base space's layers that the slice can produce."""
+        return self.base.table_layers(self.allowed)
+
+    def block_stages(self) -> tuple[int, ...]:
+        """The base space's stages."""
+        return self.base.block_stages()
+
+    def parse(self, text: str) -> ArchSpec:
+        """As the base space parses it."""
+        return self.base.parse(text)
 
     def allowed(self, index: int) -> tuple[int, ...]:
         """Base-space tokens decision `index` may take in the slice."""
@@ -71,6 +88,16 @@ class SlicedSpace:
                                  f"(fixed at {t})")
             toks[i] = 0
         return tuple(toks)
+
+
+def narrower_space(a: str, b: str) -> str | None:
+    """Of two space names, the one inside the other (a slice inside its base, or either when
+    equal); None when neither is inside the other."""
+    if a == b or a.startswith(b + SEPARATOR):
+        return a
+    if b.startswith(a + SEPARATOR):
+        return b
+    return None
 
 
 def slice_space(base: SearchSpace, items: str) -> SlicedSpace:
