@@ -49,6 +49,7 @@ class DeviceSession:
     @classmethod
     def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None,
              rounds: int = 2) -> DeviceSession:
+        """Open the device, the store of ``workdir`` and an exporter (1-thread local: own core)."""
         workdir = Path(workdir)
         device = open_device(device_spec)
         convert_cores = None
@@ -65,6 +66,7 @@ class DeviceSession:
                    protocol or MeasureProtocol(), rounds)
 
     def close(self) -> None:
+        """Stop the exporter's workers and close the store."""
         self.exporter.close()
         self.store.close()
 

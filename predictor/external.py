@@ -43,6 +43,7 @@ class ExternalData:
         return len(self.ms)
 
     def subset(self, idx: np.ndarray) -> ExternalData:
+        """The same data restricted to the rows ``idx``."""
         return dataclasses.replace(self, ids=tuple(self.ids[i] for i in idx),
                                    tokens=self.tokens[idx], ms=self.ms[idx])
 
@@ -100,6 +101,7 @@ def split(n: int, train_size: int, seed: int, test_size: int | None = None
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
+    """A predictor fitted on external data with its error report and test-set predictions."""
     predictor: LatencyPredictor
     report: dict[str, Any]  # method -> metrics, plus split info
     test_pred: dict[str, np.ndarray]  # method -> predictions on the test rows

@@ -72,6 +72,7 @@ class FeatureSet:
 
     @property
     def additive_names(self) -> tuple[str, ...]:
+        """Names of the features that add up over layers (costs, counts, per-stage sums)."""
         table = ("table_ms",) if self.uses_table else ()
         stage = _STAGE_NAMES + (("table_ms",) if self.uses_table else ())
         per_stage = tuple(f"s{s}_{n}" for s in range(self.n_stages) for n in stage)
@@ -79,9 +80,11 @@ class FeatureSet:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Names of every feature, in column order."""
         return self.additive_names + _MAX_NAMES
 
     def index(self, name: str) -> int:
+        """Column of feature ``name``; ValueError listing the features if it is not one."""
         try:
             return self.names.index(name)
         except ValueError:
@@ -89,6 +92,7 @@ class FeatureSet:
                              f"features: {list(self.names)}") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description, feature names included."""
         return {**dataclasses.asdict(self), "names": list(self.names)}
 
 
@@ -237,6 +241,7 @@ class Featurizer:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Names of every feature, in column order."""
         return self.feature_set.names
 
     # -- slow reference path -------------------------------------------------------------------
@@ -349,6 +354,7 @@ class Featurizer:
         return np.array(rows, dtype=np.int64).reshape(len(rows), len(self._choices))
 
     def from_specs(self, specs: Sequence[ArchSpec]) -> np.ndarray:
+        """Feature rows of architectures (encoded into the space first)."""
         return self.from_tokens(self.encode(specs))
 
 

@@ -73,6 +73,7 @@ def _json_number(v: Any) -> Any:
 
 
 def metadata_of(pred: LatencyPredictor) -> dict[str, Any]:
+    """The JSON metadata saved beside a predictor's XGBoost model."""
     return {
         "schema": SCHEMA_VERSION, "kind": KIND, "space": pred.space, "setting": pred.setting,
         "unit": pred.unit, "target": pred.choice.target,

@@ -78,12 +78,14 @@ class PredictorConfig:
         object.__setattr__(self, "grid", tuple((int(d), float(w)) for d, w in self.grid))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the grid as lists)."""
         d = dataclasses.asdict(self)
         d["grid"] = [list(g) for g in self.grid]
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PredictorConfig:
+        """The config of ``to_dict``'s output (missing grid: the default)."""
         d = dict(d)
         d["grid"] = tuple(tuple(g) for g in d.get("grid", DEFAULT_GRID))
         return cls(**d)
@@ -143,6 +145,7 @@ class Prior:
     scale: tuple[float, ...] = ()
 
     def log_value(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """The prior's log-latency for each feature row (0 without a prior)."""
         if self.column is None:
             return np.zeros(len(x))
         out = self.intercept + self.slope * np.log(x[:, list(names).index(self.column)])
@@ -178,6 +181,7 @@ def fit_ridge_prior(x: np.ndarray, y: np.ndarray, names: Sequence[str],
 
 
 def fit_prior(target: str, x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Prior:
+    """Fit the prior the trees correct for ``target`` (none for log_ms; table-based otherwise)."""
     if target == "log_ms":
         return Prior()
     if target in ("log_ratio", "log_ridge"):
@@ -297,18 +301,22 @@ class LatencyPredictor:
 
     @property
     def space(self) -> str:
+        """Name of the search space the predictor was fitted on."""
         return self.featurizer.space.name
 
     @property
     def setting(self) -> str:
+        """Setting of that space."""
         return self.featurizer.space.setting
 
     @property
     def device_id(self) -> str | None:
+        """Id of the device whose measurements it was fitted on (None if unknown)."""
         return device_id_of(self.device_fingerprint)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """Names of the features it reads."""
         return self.featurizer.names
 
     # -- prediction -------------------------------------------------------------------------
@@ -359,6 +367,7 @@ def _now() -> str:
 
 
 def as_features(featurizer: Featurizer, x: ArchInput) -> np.ndarray:
+    """Feature rows of specs, token rows or ready features (checked for width)."""
     if isinstance(x, np.ndarray):
         if np.issubdtype(x.dtype, np.integer):
             return featurizer.from_tokens(x)

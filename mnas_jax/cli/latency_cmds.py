@@ -16,6 +16,7 @@ SPACE_HELP = ("mnasnet, or a slice of it that fixes decisions, e.g. "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `mnas latency` (measure, build-lut, profile, export-csv, ...) to the CLI."""
     p = sub.add_parser("latency", help="measure latency on a device; build lookup tables")
     ls = p.add_subparsers(dest="latency_command", metavar="ACTION")
     ls.required = True

@@ -10,6 +10,7 @@ from mnas_jax.space import ArchSpec, get_space, parse_arch, space_names, space_s
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `mnas model summary` to the CLI."""
     p = sub.add_parser("model", help="inspect architectures")
     ms = p.add_subparsers(dest="model_command", metavar="ACTION")
     ms.required = True
@@ -34,6 +35,7 @@ def space_membership(spec: ArchSpec) -> dict[str, str]:
 
 
 def summary(spec: ArchSpec) -> dict:
+    """Layers, parameters, multiply-adds and space membership of an architecture, JSON-ready."""
     layers = spec.layers()
     membership = space_membership(spec)
     rows = [{"index": i, "key": layer.key, "op": layer.op.value, "kernel": layer.kernel,

@@ -31,6 +31,7 @@ PLOT_NAME = "predicted_vs_measured.png"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `mnas predictor` (fit, validate, predict, transfer) to the CLI."""
     p = sub.add_parser("predictor", help="fit, inspect and use latency predictors")
     ps = p.add_subparsers(dest="predictor_command", metavar="ACTION")
     ps.required = True
@@ -44,6 +45,7 @@ SPACE_HELP = ("mnasnet (or a slice of it, e.g. mnasnet@op=2,kernel=0,se=0,skip=1
 
 
 def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `predictor fit` subcommand and its options."""
     f = ps.add_parser("fit", help="fit a predictor and report its error beside baselines")
     f.add_argument("--data", type=Path, help="external measurements CSV (e.g. "
                    "data/fbnet-phones/pixel2.csv)")
@@ -72,6 +74,7 @@ def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `predictor validate` subcommand and its options."""
     v = ps.add_parser("validate", help="measure fresh archs on the device and report the "
                       "predictor's error beside baselines (table + PNG + JSON)")
     v.add_argument("--space", default=None,
@@ -94,6 +97,7 @@ def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def add_predict_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `predictor predict` subcommand and its options."""
     p = ps.add_parser("predict", help="predicted latency of architectures")
     p.add_argument("arch", nargs="+", metavar="ARCH",
                    help="reference name, spec string, JSON file, or (fbnet) the 22 op names "
@@ -260,6 +264,7 @@ def _fit_external(args: argparse.Namespace) -> int:
 
 
 def print_metrics_table(title: str, methods: dict[str, dict[str, Any]]) -> None:
+    """Print one row of error metrics per method (predictor and baselines)."""
     rows = [[name] + [fmt.format(m[key]) for key, _, fmt in METRIC_COLUMNS]
             for name, m in methods.items()]
     print_table(title, ["method"] + [label for _, label, _ in METRIC_COLUMNS], rows)

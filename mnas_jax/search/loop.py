@@ -44,6 +44,7 @@ def save_checkpoint(workdir: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
+    """The search checkpoint of ``workdir`` (None if there is none); ValueError if unreadable."""
     path = workdir / CHECKPOINT
     if not path.exists():
         return None

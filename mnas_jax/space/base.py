@@ -32,9 +32,11 @@ class SearchSpace(Protocol):
         ...
 
     @property
-    def decision_names(self) -> tuple[str, ...]: ...
+    def decision_names(self) -> tuple[str, ...]:
+        """One name per decision (token position), e.g. 'b3.kernel'."""
 
-    def decode(self, tokens: Sequence[int]) -> ArchSpec: ...
+    def decode(self, tokens: Sequence[int]) -> ArchSpec:
+        """The architecture a token sequence stands for; ValueError for tokens outside the space."""
 
     def encode(self, spec: ArchSpec) -> tuple[int, ...]:
         """Inverse of decode; ValueError naming the first field outside the space."""
@@ -128,6 +130,7 @@ def layerwise_table_layers(space: SearchSpace, allowed: Allowed | None = None) -
 
 
 def space_size(choices: Sequence[int]) -> int:
+    """Number of distinct token sequences of a space with these choices."""
     return math.prod(choices)
 
 

@@ -53,10 +53,12 @@ class FBNetSpace(SpaceDefaults):
 
     @property
     def choices(self) -> tuple[int, ...]:
+        """Number of choices per decision: one op per layer."""
         return (len(OP_NAMES),) * len(LAYER_PLAN)
 
     @property
     def decision_names(self) -> tuple[str, ...]:
+        """'l<i>.op' for each of the space's layers."""
         return tuple(f"l{i}.op" for i in range(len(LAYER_PLAN)))
 
     @property
@@ -76,6 +78,7 @@ class FBNetSpace(SpaceDefaults):
         return parse_arch(text, "imagenet")
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
+        """The FBNet architecture (CIFAR-100 input, as the public data) of one op per layer."""
         toks = token_row(tokens, self.choices)
         blocks = tuple(_op_block(OP_NAMES[t], c, s) for t, (c, s) in zip(toks, LAYER_PLAN))
         return ArchSpec(blocks=blocks, input_size=32, input_channels=3, num_classes=100,
@@ -83,6 +86,7 @@ class FBNetSpace(SpaceDefaults):
                         activation=Activation.RELU)
 
     def encode(self, spec: ArchSpec) -> tuple[int, ...]:
+        """The op tokens of an FBNet architecture; ValueError naming the first layer outside."""
         if len(spec.blocks) != len(LAYER_PLAN):
             raise ValueError(f"{len(spec.blocks)} blocks; the FBNet space has {len(LAYER_PLAN)} layers")
         toks = []

@@ -48,6 +48,7 @@ class MnasNetSpace(SpaceDefaults):
 
     @property
     def setting(self) -> str:
+        """Name of the setting (input size, classes, strides) the space is built for."""
         return self.setting_.name
 
     @property
@@ -99,13 +100,16 @@ class MnasNetSpace(SpaceDefaults):
 
     @property
     def decision_names(self) -> tuple[str, ...]:
+        """'b<block>.<decision>' for the six decisions of each of the seven blocks."""
         return tuple(f"b{b}.{d}" for b in range(len(BASE_CHANNELS)) for d in DECISIONS)
 
     def block_filters(self, block: int) -> tuple[int, ...]:
+        """Output channel choices of ``block``: the base width times each filter multiplier."""
         return tuple(make_divisible(BASE_CHANNELS[block] * m, CHANNEL_DIVISOR)
                      for m in FILTER_MULTIPLIERS)
 
     def block_repeats(self, block: int) -> tuple[int, ...]:
+        """Layer count choices of ``block``: the base count plus each layer delta."""
         return tuple(BASE_REPEATS[block] + d for d in LAYER_DELTAS)
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
@@ -123,6 +127,7 @@ class MnasNetSpace(SpaceDefaults):
                         dropout=self.dropout, activation=Activation.RELU)
 
     def encode(self, spec: ArchSpec) -> tuple[int, ...]:
+        """The 42 tokens of an architecture; ValueError naming the first field outside the space."""
         if len(spec.blocks) != len(BASE_CHANNELS):
             raise ValueError(f"{len(spec.blocks)} blocks; the MnasNet space has {len(BASE_CHANNELS)}")
         fixed = self._spec(spec.blocks)

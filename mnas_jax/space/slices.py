@@ -33,18 +33,22 @@ class SlicedSpace(SpaceDefaults):
 
     @property
     def name(self) -> str:
+        """The base space's name with the fixed decisions, e.g. 'mnasnet@se=0'."""
         return f"{self.base.name}{SEPARATOR}{self.items}"
 
     @property
     def setting(self) -> str:
+        """The base space's setting."""
         return self.base.setting
 
     @property
     def decision_names(self) -> tuple[str, ...]:
+        """The base space's decision names (a fixed decision keeps its position)."""
         return self.base.decision_names
 
     @property
     def choices(self) -> tuple[int, ...]:
+        """The base space's choices, with 1 for each fixed decision."""
         fixed = dict(self.fixed)
         return tuple(1 if i in fixed else c for i, c in enumerate(self.base.choices))
 
@@ -71,15 +75,18 @@ class SlicedSpace(SpaceDefaults):
         return (fixed[index],) if index in fixed else tuple(range(self.base.choices[index]))
 
     def to_base(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        """The base space's tokens of a slice's tokens (fixed decisions filled in)."""
         toks = list(token_row(tokens, self.choices))
         for i, t in self.fixed:
             toks[i] = t
         return tuple(toks)
 
     def decode(self, tokens: Sequence[int]) -> ArchSpec:
+        """The architecture of a slice's tokens, decoded by the base space."""
         return self.base.decode(self.to_base(tokens))
 
     def encode(self, spec: ArchSpec) -> tuple[int, ...]:
+        """The slice's tokens of an architecture; ValueError if it is outside the slice."""
         toks = list(self.base.encode(spec))
         names = self.base.decision_names
         for i, t in self.fixed:
