@@ -68,14 +68,16 @@ def _throughput(table: Any, pred: Any, n: int = 100_000) -> dict[str, float]:
 def _stored_passes(store: Any, device_id: str, specs: list, rounds: int
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """The two held-out passes an earlier run stored (each `rounds` rows per arch, in order),
-    or None when the store does not hold them all."""
+    or None when the store does not hold them all. Rounds combine by their median, as
+    `latency.interleaved.combine_rounds` combined them when the passes were measured (a geometric
+    mean here made a resumed run differ from the run that measured, up to 10% for one arch)."""
     from latency.cached import stored_log_relative
 
     rows = stored_log_relative(store, device_id)
     if any(len(rows.get(s.arch_id, ())) < 2 * rounds for s in specs):
         return None
-    p1 = np.exp([np.mean(rows[s.arch_id][:rounds]) for s in specs])
-    p2 = np.exp([np.mean(rows[s.arch_id][rounds:2 * rounds]) for s in specs])
+    p1 = np.array([np.median(np.exp(rows[s.arch_id][:rounds])) for s in specs])
+    p2 = np.array([np.median(np.exp(rows[s.arch_id][rounds:2 * rounds])) for s in specs])
     return p1, p2
 
 
