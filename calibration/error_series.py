@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from mnas_jax.files import write_atomic
+from mnas_jax.files import save_figure_atomic, write_atomic
 from predictor.metrics import max_abs_pct, mean_abs_pct, mean_bias, within_10
 
 
@@ -41,5 +41,5 @@ def write_series(rounds: Sequence[dict[str, Any]], out_dir: Path) -> tuple[Path,
     ax.legend(fontsize=8)
     fig.tight_layout()
     png = Path(out_dir) / "calibration.png"
-    fig.savefig(png, dpi=120)
+    save_figure_atomic(fig, png)
     return path, png

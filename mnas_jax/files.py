@@ -5,12 +5,14 @@ A leaf module (imports nothing else of the project): every package writes throug
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -31,6 +33,13 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_figure_atomic(figure: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Render a matplotlib ``Figure`` as PNG in memory and write it with ``write_atomic``."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    return write_atomic(path, buf.getvalue())
 
 
 def replace_dir_atomic(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mnas_jax.files import save_figure_atomic
+
 
 def _pair(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).ravel()
@@ -140,4 +142,4 @@ def plot_predicted_vs_measured(path: str, series: dict[str, tuple[Any, Any]], *,
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)

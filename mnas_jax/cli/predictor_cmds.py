@@ -19,6 +19,7 @@ import numpy as np
 
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.output import print_json, print_table
+from mnas_jax.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def _validate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rep |= {"predictor_dir": str(model), "device": fp.device_id, "space": space.name,
             "setting": setting, "report": str(out / REPORT_NAME), "plot": str(out / PLOT_NAME)}
-    (out / REPORT_NAME).write_text(json.dumps(rep, indent=1) + "\n")
+    write_atomic(out / REPORT_NAME, json.dumps(rep, indent=1) + "\n")
     series = {k: (np.array(rep["predictions"][k]), np.array(rep["measured"]))
               for k in ("predictor", "table_scale", "macs_linear") if k in rep["predictions"]}
     plot_predicted_vs_measured(str(out / PLOT_NAME), series, unit="x reference",
@@ -247,7 +248,7 @@ def _fit_external(args: argparse.Namespace) -> int:
     out = args.output or Path("predictors") / f"{data.device}-{data.space}"
     save_predictor(ev.predictor, out)
     report = dict(ev.report, predictor_dir=str(out), data=str(args.data))
-    (out / REPORT_NAME).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / REPORT_NAME, json.dumps(report, indent=1, sort_keys=True) + "\n")
     series = {k: (ev.test_pred[k], ev.test_ms) for k in ("predictor", "onehot_ridge",
                                                          "macs_linear") if k in ev.test_pred}
     plot_predicted_vs_measured(str(out / PLOT_NAME), series, unit="ms",

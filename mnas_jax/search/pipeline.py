@@ -27,6 +27,7 @@ from latency.lut import LatencyTable, table_file
 from latency.session import DeviceSession
 from latency.store import MeasurementStore
 from mnas_jax.controller.ppo import PPOSearcher
+from mnas_jax.files import write_atomic
 from mnas_jax.reward import RewardConfig
 from mnas_jax.search.assess import Assessed, retrain_seeds
 from mnas_jax.search.children import check_data, train_child
@@ -224,8 +225,8 @@ def export_found(session: DeviceSession, found: Sequence[Assessed], out: Path) -
     models.mkdir(parents=True, exist_ok=True)
     specs = [ArchSpec.from_string(a.spec) for a in found]
     for s, data in zip(specs, session.exporter.archs(specs)):
-        (models / f"{s.arch_id}.tflite").write_bytes(data)
-        (models / f"{s.arch_id}.json").write_text(s.to_json())
+        write_atomic(models / f"{s.arch_id}.tflite", data)
+        write_atomic(models / f"{s.arch_id}.json", s.to_json())
 
 
 def search_loop(config: SearchConfig, run_id: str, workdir: Path, space: SearchSpace, target: ResolvedTarget,

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from calibration.error_series import write_series
-from mnas_jax.files import write_atomic
+from mnas_jax.files import save_figure_atomic, write_atomic
 from mnas_jax.search.assess import RULE, Assessed, verdicts
 from mnas_jax.search.config import SearchConfig
 from mnas_jax.search.pareto import pareto_front
@@ -58,7 +58,7 @@ def plot_search(samples: Sequence[dict[str, Any]], out: Path, *, target: float, 
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out / "reward.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure_atomic(fig, paths[-1])
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -69,7 +69,7 @@ def plot_search(samples: Sequence[dict[str, Any]], out: Path, *, target: float, 
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out / "latency_histogram.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure_atomic(fig, paths[-1])
 
     fig = _figure(6, 4)
     ax = fig.add_subplot()
@@ -88,7 +88,7 @@ def plot_search(samples: Sequence[dict[str, Any]], out: Path, *, target: float, 
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(out / "pareto.png")
-    fig.savefig(paths[-1], dpi=120)
+    save_figure_atomic(fig, paths[-1])
     return paths
 
 
