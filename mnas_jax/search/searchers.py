@@ -16,7 +16,8 @@ import numpy as np
 from mnas_jax.controller.policy import check_choices
 from mnas_jax.space.tokens import token_rows
 
-__all__ = ["RandomSearch", "RegularizedEvolution", "Searcher"]
+__all__ = ["SEARCHER_NAMES", "RandomSearch", "RegularizedEvolution", "Searcher", "make_searcher",
+           "reinforce_config", "searcher_from_bytes"]
 
 
 class Searcher(Protocol):
@@ -207,3 +208,52 @@ class RegularizedEvolution(_JsonState):
         return searcher
 
     from_bytes = from_json
+
+
+# -- the searchers by name ------------------------------------------------------------------------
+
+#: Names `make_searcher` knows, in the order reports list them.
+SEARCHER_NAMES = ("ppo", "reinforce", "evolution", "random")
+
+
+def reinforce_config(learning_rate: float = 0.05, baseline_decay: float = 0.95,
+                     entropy_coef: float = 0.0, policy: Any = None) -> Any:
+    """REINFORCE with an exponential-moving-average baseline (TuNAS's controller update) as a
+    PPOConfig: one gradient step per batch (at the sampling policy PPO's clipped ratio is 1, so
+    its gradient is exactly A * grad log p) on A = reward - baseline, no normalisation."""
+    from mnas_jax.controller.policy import PolicyConfig
+    from mnas_jax.controller.ppo import PPOConfig
+
+    return PPOConfig(learning_rate=learning_rate, epochs=1, entropy_coef=entropy_coef,
+                     baseline_decay=baseline_decay, advantage_norm="none",
+                     policy=policy if policy is not None else PolicyConfig())
+
+
+def make_searcher(name: str, choices: tuple[int, ...], seed: int, *, ppo: Any = None,
+                  population_size: int = 32, sample_size: int = 8) -> Searcher:
+    """The searcher called `name` (one of SEARCHER_NAMES) over `choices`; `ppo` is the
+    controller's PPOConfig for 'ppo' and 'reinforce' (their defaults when None)."""
+    from mnas_jax.controller.ppo import PPOConfig, PPOSearcher
+
+    if name == "ppo":
+        return PPOSearcher(choices, ppo if ppo is not None else PPOConfig(), seed)
+    if name == "reinforce":
+        return PPOSearcher(choices, ppo if ppo is not None else reinforce_config(), seed)
+    if name == "evolution":
+        return RegularizedEvolution(choices, population_size, sample_size, seed)
+    if name == "random":
+        return RandomSearch(choices, seed)
+    raise ValueError(f"unknown searcher {name!r}; choose one of {list(SEARCHER_NAMES)}")
+
+
+def searcher_from_bytes(data: bytes) -> Searcher:
+    """Any searcher `make_searcher` builds, restored from its `to_bytes()`."""
+    from mnas_jax.controller.ppo import PPOSearcher
+
+    if data[:1] == b"{":
+        kind = json.loads(data).get("kind")
+        for cls in (RandomSearch, RegularizedEvolution):
+            if cls.kind == kind:
+                return cls.from_json(data)
+        raise ValueError(f"searcher checkpoint of unknown kind {kind!r}")
+    return PPOSearcher.from_bytes(data)
