@@ -41,11 +41,15 @@ def test_smoke_search_writes_the_report(smoke_run) -> None:
     assert summary["n_trained"] == 4 and summary["n_samples"] >= 4 and summary["calibration_rounds"] >= 1
     text = (report / "report.md").read_text()
     assert "dominates" in text and "Rule:" in text and "fresh seeds" in text
+    assert "TEST split" in text and "Welch" in text and "winner's curse" in text  # a verdict that cannot flatter
     found = summary["found"][0]
     assert (report / "models" / f"{found['arch_id']}.tflite").read_bytes()[4:8] == b"TFL3"
     # re-trained with 2 fresh seeds (the smoke variant's report_seeds), latency measured again
     assert found["latency"] > 0 and found["n"] == 2 and all(0.0 <= a <= 1.0 for a in found["accuracies"])
     assert summary["baselines"][0]["n"] == 2
+    # the verdict scores the test split; the winner's curse compares like with like (validation)
+    assert len(found["val_accuracies"]) == 2 and found["winners_curse"] is not None
+    assert found["winners_curse"] == pytest.approx(found["search_accuracy"] - found["val_mean_accuracy"])
     rows = json.loads((report / "samples.json").read_text())
     assert any(r["measured_latency"] for r in rows)  # calibration measurements joined in
 

@@ -106,10 +106,10 @@ def _tabular(args: argparse.Namespace) -> int:
     from mnas_jax.search.tabular.run import TabularSearchConfig, run_tabular_search
     from mnas_jax.search.tabular.table import load_table
 
-    if args.device is not None:
-        raise UserError("--device with --benchmark is not supported: the latency comes from the "
-                        "table's <device>_ms column (--latency); measure a device's latencies into "
-                        "such a column first (see benchmarks/nasbench_macro_latency.py)")
+    if args.device is not None and args.latency is not None:
+        raise UserError("give --latency COLUMN (read from the table) or --device SPEC (measured), not both")
+    if args.device is not None and args.workdir is None:
+        raise UserError("--device with --benchmark needs --workdir DIR (its measurement store)")
     if args.samples < 1:
         raise UserError(f"--samples {args.samples} must be >= 1")
     table = load_table(args.benchmark, accuracy=args.accuracy)
@@ -127,7 +127,14 @@ def _tabular(args: argparse.Namespace) -> int:
             print(f"mnas search: step {step + 1}/{config.steps}: mean reward {record['mean_reward']:.4f}, "
                   f"best {record['max_reward']:.4f}, {record['screened']} screened", file=sys.stderr)
 
-    if args.workdir is None:
+    if args.device is not None:
+        from latency.session import DeviceSession
+        from mnas_jax.search.tabular.device import DeviceTableLatency
+
+        with DeviceSession.open(args.device, args.workdir) as session:
+            summary = run_tabular_search(table, config, args.workdir, resume=args.resume,
+                                         device=DeviceTableLatency(session, table), on_step=on_step)
+    elif args.workdir is None:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="mnas-tabular-") as tmp:
@@ -138,6 +145,11 @@ def _tabular(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         best, opt = summary["best"], summary["optimal"]
+        if opt is None:  # latencies measured on a device: no table optimum
+            print(f"best found ({summary['searcher']}, {summary['samples']} samples): {best['name']} "
+                  f"true accuracy {best['mean_accuracy']:.4f}, {best['latency_ms']:.3f} ms measured, "
+                  f"reward {best['reward']:.5f}")
+            return 0
         print(f"best found ({summary['searcher']}, {summary['samples']} samples): {best['name']} "
               f"true accuracy {best['mean_accuracy']:.4f}, {best['latency_ms']:.3f} ms, reward "
               f"{best['reward']:.5f} (rank {summary['rank']}); optimum {opt['name']} reward "

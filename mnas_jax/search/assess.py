@@ -1,15 +1,19 @@
-"""An unbiased verdict on the found models: re-trained with fresh seeds beside the baselines.
+"""A verdict on the found models that cannot flatter: re-trained with fresh seeds beside the
+baselines, scored on images the search never saw.
 
-The search's own accuracy of its best model is the best of many noisy proxy runs: selection
-bias, not evidence. So the report re-trains the top-k found models and every baseline with the
-same budget and ``n`` fresh seeds each (never the search's seeds), measures their latency again,
-and calls a found model *dominant* over a baseline only when
+The search selects on the validation split, and its accuracy of its best model is the best of many
+noisy proxy runs: selection bias, not evidence. So the report re-trains the top-k found models and
+every baseline with the same budget and ``n`` fresh seeds each (never the search's seeds),
+measures their latency again, scores them on the TEST split (held out from the search), and calls
+a found model *dominant* over a baseline only when
 
     latency(found) <= latency(baseline)   and
-    mean_acc(found) - mean_acc(baseline) > z * sqrt(sd_f^2 / n_f + sd_b^2 / n_b)
+    a one-sided Welch t-test (unequal variances) of test accuracy found > baseline has p < 0.05,
+    over >= 3 seeds each.
 
-with z = 2 (the difference of the means exceeds twice its standard error from the seed spread).
-A model faster at an accuracy the seeds cannot tell apart is reported as such, not as dominant.
+A model faster at an accuracy the test cannot tell apart is reported as such, not as dominant.
+The winner's curse of each found model is shown too: its search-time accuracy against the mean
+validation accuracy of its fresh re-trainings (the same split and budget the search used).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import math
 import statistics
 from typing import Any, Sequence
 
-Z_DOMINANCE = 2.0
-RULE = ("dominates: measured latency no higher, and mean accuracy higher by more than "
-        f"{Z_DOMINANCE:g} standard errors of the difference (sqrt(sd_a^2/n_a + sd_b^2/n_b), over fresh seeds)")
+ALPHA = 0.05
+MIN_SEEDS = 3
+RULE = (f"dominates: measured latency no higher, and test accuracy (held out from the search) higher "
+        f"by a one-sided Welch t-test at {ALPHA:g} over >= {MIN_SEEDS} fresh seeds each")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +37,24 @@ class Assessed:
     kind: str  # "found" | "baseline"
     arch_id: str
     spec: str
-    accuracies: tuple[float, ...]  # one per seed that trained (failed seeds are counted apart)
+    accuracies: tuple[float, ...]  # test accuracy, one per seed that trained (failures apart)
     failed: int
     latency: float  # measured again, in the search's latency unit
     search_accuracy: float | None = None  # what the search saw (found models)
     predicted_latency: float | None = None
+    val_accuracies: tuple[float, ...] = ()  # the same re-trainings on the search's validation images
+
+    @property
+    def val_mean(self) -> float:
+        """Mean validation accuracy of the re-trainings (nan when none)."""
+        return statistics.fmean(self.val_accuracies) if self.val_accuracies else float("nan")
+
+    @property
+    def winners_curse(self) -> float | None:
+        """Search-time accuracy minus the re-trainings' mean validation accuracy (found models)."""
+        if self.search_accuracy is None or not self.val_accuracies:
+            return None
+        return self.search_accuracy - self.val_mean
 
     @property
     def n(self) -> int:
@@ -55,7 +73,8 @@ class Assessed:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with mean and sd."""
-        return {**dataclasses.asdict(self), "mean_accuracy": self.mean, "sd_accuracy": self.sd, "n": self.n}
+        return {**dataclasses.asdict(self), "mean_accuracy": self.mean, "sd_accuracy": self.sd, "n": self.n,
+                "val_mean_accuracy": self.val_mean, "winners_curse": self.winners_curse}
 
 
 def retrain_seeds(base: int, n: int) -> list[int]:
@@ -63,27 +82,40 @@ def retrain_seeds(base: int, n: int) -> list[int]:
     return [(base * 7_919 + 1_000_003 * (k + 1) + 424_242) % (2**31 - 1) for k in range(n)]
 
 
-def dominates(a: Assessed, b: Assessed, z: float = Z_DOMINANCE) -> bool:
-    """The module's rule: ``a`` no slower than ``b`` and more accurate beyond the seed noise."""
-    if a.n < 2 or b.n < 2 or a.latency > b.latency:
+def welch_p(a: Assessed, b: Assessed) -> float | None:
+    """One-sided Welch t-test p-value that ``a``'s mean accuracy exceeds ``b``'s (None with fewer
+    than MIN_SEEDS seeds on either side; 0 or 1 when both spreads are 0)."""
+    from scipy import stats
+
+    if a.n < MIN_SEEDS or b.n < MIN_SEEDS:
+        return None
+    if a.sd == 0 and b.sd == 0:
+        return 0.0 if a.mean > b.mean else 1.0
+    p = float(stats.ttest_ind(a.accuracies, b.accuracies, equal_var=False, alternative="greater").pvalue)
+    return p if math.isfinite(p) else None
+
+
+def dominates(a: Assessed, b: Assessed, alpha: float = ALPHA) -> bool:
+    """The module's rule: ``a`` no slower than ``b`` and more accurate by Welch's test at ``alpha``."""
+    if a.latency > b.latency:
         return False
-    se = math.sqrt(a.sd**2 / a.n + b.sd**2 / b.n)
-    diff = a.mean - b.mean
-    return diff > 0 and diff > z * se
+    p = welch_p(a, b)
+    return p is not None and p < alpha
 
 
-def verdicts(found: Sequence[Assessed], baselines: Sequence[Assessed], z: float = Z_DOMINANCE) -> list[dict[str, Any]]:
-    """Per found model: the baselines it dominates, those that dominate it, and those it is
-    faster than at an accuracy the seeds cannot separate."""
+def verdicts(found: Sequence[Assessed], baselines: Sequence[Assessed], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Per found model: the baselines it dominates, those that dominate it, those it is faster
+    than at an accuracy the test cannot separate, and every p-value."""
     out = []
     for f in found:
         out.append({
             "name": f.name, "arch_id": f.arch_id,
-            "dominates": [b.name for b in baselines if dominates(f, b, z)],
-            "dominated_by": [b.name for b in baselines if dominates(b, f, z)],
+            "dominates": [b.name for b in baselines if dominates(f, b, alpha)],
+            "dominated_by": [b.name for b in baselines if dominates(b, f, alpha)],
             "faster_at_indistinguishable_accuracy": [
-                b.name for b in baselines
-                if f.latency < b.latency and not dominates(f, b, z) and not dominates(b, f, z)
-                and f.n > 1 and b.n > 1 and f.mean >= b.mean - z * math.sqrt(f.sd**2 / f.n + b.sd**2 / b.n)],
+                b.name for b in baselines if f.latency < b.latency and welch_p(f, b) is not None
+                and not dominates(f, b, alpha) and not dominates(b, f, alpha)],
+            "p_more_accurate": {b.name: welch_p(f, b) for b in baselines},
+            "p_less_accurate": {b.name: welch_p(b, f) for b in baselines},
         })
     return out

@@ -63,4 +63,4 @@ def train_child(spec_string: str, seed: int, preset: str = "proxy",
     return ChildResult(spec.arch_id, "ok" if res.ok else "failed", res.val_accuracy, res.reason,
                        res.train_seconds + res.compile_seconds,
                        {"compile_seconds": res.compile_seconds, "steps": res.steps,
-                        "devices": res.num_devices})
+                        "devices": res.num_devices, "test_accuracy": res.test_accuracy})

@@ -148,9 +148,11 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
     return pred, pdir, train_specs, space
 
 
-def make_evaluator(config: SearchConfig, session: DeviceSession) -> Evaluator:
-    """Children trained in this process (default) or on a Ray cluster, on the config's data."""
-    overrides = tuple(config.train_overrides.items()) + tuple(
+def make_evaluator(config: SearchConfig, session: DeviceSession, *, held_out: bool = False) -> Evaluator:
+    """Children trained in this process (default) or on a Ray cluster, on the config's data;
+    `held_out`: also scored on the test split, which the search never sees (the report's
+    re-trainings)."""
+    overrides = tuple(config.train_overrides.items()) + ((("evaluate_test", True),) if held_out else ()) + tuple(
         (k, v) for k, v in (("max_steps", config.train_steps), ("train_limit", config.train_limit),
                             ("val_limit", config.val_limit)) if v is not None)
     train_fn = functools.partial(train_child, preset=config.train_preset, overrides=overrides,
@@ -196,14 +198,16 @@ def assess(config: SearchConfig, run_id: str, session: DeviceSession, evaluator:
     specs = [spec for _, _, spec, _ in named]
     latency = session.measure_tagged(specs, f"{run_id}/report", config.check_rounds)
     seeds = retrain_seeds(config.seed, config.report_seeds)
+    # rows stored before the report scored on the test split lack test_accuracy: trained again
     done = {(e.payload["arch_id"], e.payload["seed"]): e.payload for e in store.events("report_child")
-            if e.payload.get("run_id") == run_id}
+            if e.payload.get("run_id") == run_id and "test_accuracy" in e.payload}
     todo = [(spec, seed) for spec in {s.arch_id: s for s in specs}.values() for seed in seeds
             if (spec.arch_id, seed) not in done]
 
     def arrived(i: int, result: Any) -> None:
         row = {"run_id": run_id, "arch_id": todo[i][0].arch_id, "seed": todo[i][1], "status": result.status,
-               "accuracy": result.accuracy, "reason": result.reason}
+               "accuracy": result.accuracy, "test_accuracy": result.extra.get("test_accuracy"),
+               "reason": result.reason}
         store.append_event("report_child", row)
         done[(row["arch_id"], row["seed"])] = row
 
@@ -212,10 +216,12 @@ def assess(config: SearchConfig, run_id: str, session: DeviceSession, evaluator:
     out = []
     for (name, kind, spec, sample), lat in zip(named, latency):
         runs = [done[(spec.arch_id, s)] for s in seeds]
-        accs = tuple(float(r["accuracy"]) for r in runs if r["status"] == "ok" and r["accuracy"] is not None)
-        out.append(Assessed(name, kind, spec.arch_id, spec.to_string(), accs, len(runs) - len(accs), float(lat),
+        ok = [r for r in runs if r["status"] == "ok" and r["test_accuracy"] is not None]
+        out.append(Assessed(name, kind, spec.arch_id, spec.to_string(),
+                            tuple(float(r["test_accuracy"]) for r in ok), len(runs) - len(ok), float(lat),
                             None if sample is None else sample["accuracy"],
-                            None if sample is None else sample["predicted_latency"]))
+                            None if sample is None else sample["predicted_latency"],
+                            tuple(float(r["accuracy"]) for r in ok if r["accuracy"] is not None)))
     return [a for a in out if a.kind == "found"], [a for a in out if a.kind == "baseline"]
 
 
@@ -291,7 +297,8 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
                                   evaluator, calibrator)
             _status(f"report: the top {config.report_top_k} found models and {len(config.baselines)} baselines, "
                     f"re-trained with {config.report_seeds} fresh seeds each, latency measured again")
-            found, baselines = assess(config, run_id, session, evaluator, samples)
+            found, baselines = assess(config, run_id, session, make_evaluator(config, session, held_out=True),
+                                      samples)
         finally:
             if isinstance(evaluator, RayExecutor):
                 evaluator.shutdown()

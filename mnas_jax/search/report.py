@@ -84,7 +84,7 @@ def plot_search(samples: Sequence[dict[str, Any]], out: Path, *, target: float, 
                 ax.annotate(a.name.replace("mobilenetv2-", ""), (a.latency, a.mean), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"latency ({unit})")
-    ax.set_ylabel("validation accuracy (proxy budget)")
+    ax.set_ylabel("accuracy (proxy budget; re-trained: test split)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(out / "pareto.png")
@@ -128,20 +128,29 @@ def write_report(out: Path, *, run_id: str, config: dict[str, Any], target: floa
                "any_found_dominates_a_baseline": any_dom, "n_samples": len(samples), "n_trained": trained,
                "n_screened": sum(1 for s in samples if s["status"] == "screened"),
                "calibration_rounds": len(calibration),
-               "accuracy_note": "mean +- sd over fresh seeds (not the search's runs), every model with the "
-                                "same training budget; the search-time proxy accuracies are in samples.csv"}
+               "accuracy_note": "test-split accuracy, mean +- sd over fresh seeds (not the search's runs), every "
+                                "model with the same training budget; the search selected on validation "
+                                "images; its search-time accuracies are in samples.csv"}
     write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=str))
     lines = [f"# Search {run_id}", "",
              f"{len(samples)} sampled models ({trained} trained, {summary['n_screened']} screened by the "
              f"predictor), {len(calibration)} calibration rounds, target T = {target:g} {unit}.", "",
              f"Accuracies below are re-trainings with fresh seeds at the search's budget ({budget}), not the "
-             "search's own runs (those are in samples.csv); latencies are measured again on the device.", "",
-             f"| model | val accuracy (mean +- sd) | search-time accuracy | measured latency ({unit}) |",
-             "|---|---|---|---|"]
+             "search's own runs (those are in samples.csv), scored on the TEST split, which the search never "
+             "saw (it selected on validation images); latencies are measured again on the device. Winner's "
+             "curse: the search-time accuracy minus the re-trainings' mean on the search's validation images.",
+             "", f"| model | test accuracy (mean +- sd) | re-trained val accuracy | search-time accuracy | "
+             f"winner's curse | measured latency ({unit}) |", "|---|---|---|---|---|---|"]
     for a in list(found) + list(baselines):
         seen = "-" if a.search_accuracy is None else f"{a.search_accuracy:.4f}"
-        lines.append(f"| {a.name} `{a.arch_id}` | {_acc(a)} | {seen} | {a.latency:.3f} |")
+        curse = "-" if a.winners_curse is None else f"{a.winners_curse:+.4f}"
+        val = "-" if not a.val_accuracies else f"{a.val_mean:.4f}"
+        lines.append(f"| {a.name} `{a.arch_id}` | {_acc(a)} | {val} | {seen} | {curse} | {a.latency:.3f} |")
     lines += ["", f"Rule: {RULE}.", ""]
+    for v in verdicts:
+        ps = ", ".join(f"{b} p={'n/a' if p is None else f'{p:.3g}'}" for b, p in v["p_more_accurate"].items())
+        lines.append(f"- {v['name']} more accurate than (one-sided Welch): {ps}")
+    lines.append("")
     for v in verdicts:
         parts = [f"dominates {', '.join(v['dominates'])}" if v["dominates"] else "dominates no baseline"]
         if v["dominated_by"]:

@@ -86,11 +86,23 @@ def tuned(searcher: str) -> dict[str, Any]:
     return {"batch_size": 8}
 
 
-def resolve_table_target(text: str, table: TabularBenchmark, column: str | None) -> float:
+def resolve_table_target(text: str, table: TabularBenchmark, column: str | None,
+                         device: Any = None) -> float:
     """T in ms: '2.5ms', '1.0x ROW' (a multiple of the named row's latency) or 'p50' (a
-    percentile of the column's latencies)."""
-    lat = table.latency(column)
+    percentile of the column's latencies). With `device` (a DeviceTableLatency) the named row is
+    measured on the device, and a percentile, which needs every row's latency, is refused."""
     m = _PERCENTILE.match(text)
+    if device is not None:
+        if m:
+            raise ValueError(f"target {text!r} is a percentile of the table's latencies, unknown on a "
+                             "device until every row is measured: give ms ('2.5ms') or a multiple of a "
+                             "row ('1.0x ROWNAME')")
+        target = Target.parse(text)
+        if target.is_relative:
+            row = table.row_named(str(target.reference_name))
+            return target.value * float(device.measure_rows([table.tokens[row]])[0])
+        return target.value
+    lat = table.latency(column)
     if m:
         q = float(m["q"])
         if not 0 < q < 100:
@@ -137,10 +149,10 @@ def pick_of(keys: np.ndarray, observed: np.ndarray) -> int:
     return int(first[int(np.argmax(means))])
 
 
-def _setup(table: TabularBenchmark, config: TabularSearchConfig) -> tuple[Any, ...]:
+def _setup(table: TabularBenchmark, config: TabularSearchConfig, device: Any = None) -> tuple[Any, ...]:
     config = config.resolved()
     space = TabularSpace(table)
-    target = resolve_table_target(config.target, table, config.latency)
+    target = resolve_table_target(config.target, table, config.latency, device)
     reward = RewardConfig.preset(config.reward, target)
     extra = {k: getattr(config, k) for k in ("population_size", "sample_size") if getattr(config, k) is not None}
     searcher = make_searcher(config.searcher, space.choices, config.seed, ppo=config.ppo, **extra)
@@ -186,16 +198,18 @@ def run_id_of(table: TabularBenchmark, config: TabularSearchConfig) -> str:
 
 
 def run_tabular_search(table: TabularBenchmark, config: TabularSearchConfig, workdir: str | Path, *,
-                       resume: bool = False,
+                       resume: bool = False, device: Any = None,
                        on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) the search in `workdir` (checkpoint + samples.jsonl); returns the summary."""
+    """Run (or resume) the search in `workdir` (checkpoint + samples.jsonl); returns the summary.
+    `device` (a DeviceTableLatency) measures LAT(m) instead of reading the latency column; the
+    table's optimum is then unknown (its rows are not all measured) and so is the regret."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if (workdir / CHECKPOINT).exists() and not resume:
         raise ValueError(f"{workdir} already holds a search ({CHECKPOINT}): pass --resume to "
                          "continue it, or use another --workdir")
-    space, target, reward, searcher, loop = _setup(table, config)
-    run_id = run_id_of(table, config)
+    space, target, reward, searcher, loop = _setup(table, config, device)
+    run_id = run_id_of(table, config) + ("" if device is None else f"-{device.session.device.fingerprint().device_id[:8]}")
     path = workdir / SAMPLES_FILE
     samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     samples = [s for s in samples if s.get("run_id") == run_id]
@@ -208,10 +222,32 @@ def run_tabular_search(table: TabularBenchmark, config: TabularSearchConfig, wor
         samples.append(payload)
 
     run_loop(run_id=run_id, workdir=workdir, space=space, config=loop, reward=reward, searcher=searcher,
-             searcher_from_bytes=searcher_from_bytes, estimator=TableLatency(table, config.latency),
+             searcher_from_bytes=searcher_from_bytes,
+             estimator=TableLatency(table, config.latency) if device is None else device,
              evaluator=TableEvaluator(table), calibrator=None, append_sample=append,
              stored_samples=lambda rid: [s for s in samples if s["run_id"] == rid], on_step=on_step)
+    if device is not None:
+        return summarise_measured(table, config, run_id, samples, reward, target)
     return summarise(table, config, run_id, samples, reward, target)
+
+
+def summarise_measured(table: TabularBenchmark, config: TabularSearchConfig, run_id: str,
+                       samples: list[dict[str, Any]], reward: RewardConfig, target: float) -> dict[str, Any]:
+    """As `summarise`, with the latencies the device measured (no table optimum, no regret)."""
+    trained = [s for s in samples if s["status"] != "screened" and s["reward"] is not None]
+    out: dict[str, Any] = {"run_id": run_id, "searcher": config.searcher, "samples": len(trained),
+                           "screened": sum(s["status"] == "screened" for s in samples), "reward": config.reward,
+                           "target_ms": target, "latency_column": None, "optimal": None, "best": None,
+                           "regret": None}
+    if trained:
+        pick = trained[pick_of(np.array([s["arch_id"] for s in trained]), np.array([s["reward"] for s in trained]))]
+        row = table.row_of(pick["tokens"])
+        if row is not None:
+            acc = float(table.mean_accuracy[row])
+            out["best"] = {"name": table.names[row], "tokens": pick["tokens"], "mean_accuracy": acc,
+                           "latency_ms": pick["predicted_latency"],
+                           "reward": float(reward(acc, pick["predicted_latency"]))}
+    return out
 
 
 def summarise(table: TabularBenchmark, config: TabularSearchConfig, run_id: str,
