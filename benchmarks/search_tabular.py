@@ -228,7 +228,7 @@ def write(report: dict[str, Any]) -> None:
              f"latency column `{meta['latency_column']}`; {meta['seeds']} seeds per cell; targets "
              + ", ".join(f"{t} = {v:.3f} ms" for t, v in meta["targets_ms"].items()) + ".",
              "Each query returns one training seed's accuracy (the child's seed picks the column); the pick "
-             "is the sample with the highest reward the search saw; regret = optimal true reward - the pick's "
+             "is the architecture with the highest mean reward the search saw over its queries; regret = optimal true reward - the pick's "
              "true reward (mean accuracy over seeds). Top 1%: share of runs whose pick is among the table's "
              "best 1% by true reward.", "",
              "Settings (tuned on soft reward, p50 only: `python -m benchmarks.search_tabular tune`, "

@@ -352,3 +352,11 @@ def test_cli_export_errors(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("mnas: error:") == 2 and "missing" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_nasbench_macro_matches_flax() -> None:
+    """NAS-Bench-Macro: identity where the shape changes (1x1 conv) and where it is kept, both
+    inverted bottlenecks, through the real converter and LiteRT interpreter."""
+    spec = get_space("nasbench-macro").parse("00120210")
+    assert {layer.op for layer in spec.layers()} >= {Op.SKIP, Op.IR}
+    check_matches_flax(spec)

@@ -130,12 +130,12 @@ def test_a_search_of_200_samples_through_the_cli(tmp_path):
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["samples"] == 200 and summary["searcher"] == "ppo"
+    assert summary["searcher"] == "ppo" and summary["samples"] == 208  # 13 whole steps of PPO's 16
     assert summary["best"]["reward"] <= summary["optimal"]["reward"]
     assert summary["regret"] == pytest.approx(summary["optimal"]["reward"] - summary["best"]["reward"])
     assert {"mean_accuracy", "latency_ms", "reward", "name"} <= set(summary["best"])
     stored = [json.loads(line) for line in (tmp_path / "w" / "samples.jsonl").read_text().splitlines()]
-    assert sum(s["status"] != "screened" for s in stored) == 200  # screened draws are stored too
+    assert sum(s["status"] != "screened" for s in stored) == 208  # screened draws are stored too
     assert wall < 30, f"a 200-sample tabular search took {wall:.1f} s (goal < 30 s, process start included)"
 
 
@@ -175,3 +175,18 @@ def test_ppo_beats_random_search_at_200_samples_on_nasbench_macro(nbm):
                            for k in seeds]) for s in ("ppo", "random")}
     p = stats.wilcoxon(regret["ppo"], regret["random"], alternative="less", zero_method="zsplit").pvalue
     assert regret["ppo"].mean() < regret["random"].mean() and p < 0.05, (regret, p)
+
+
+def test_a_search_whose_latency_is_measured_on_the_device(tmp_path, capsys):
+    """--device: the rows the search visits are built as networks of the registered space,
+    exported and measured on the real local LiteRT device (cached in the work dir's store)."""
+    work = tmp_path / "w"
+    args = ["search", "--benchmark", str(NBM), "--device", "local", "--samples", "4", "--batch-size", "2",
+            "--target", "1.0x 11111111", "--workdir", str(work), "--json", "--quiet"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["samples"] == 4 and summary["optimal"] is None and summary["regret"] is None
+    assert summary["best"]["latency_ms"] > 0 and 0.4 < summary["best"]["mean_accuracy"] < 0.94
+    assert (work / "measurements.sqlite").exists() or list(work.glob("*.sqlite"))
+    assert main(args[:-2] + ["--target", "p50", "--workdir", str(tmp_path / "x")]) == 2
+    assert "percentile" in capsys.readouterr().err

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--latency", default=None, help="latency column <device>_ms (default: the only one)")
     t.add_argument("--searcher", default="ppo", choices=("ppo", "reinforce", "evolution", "random"),
                    help="the searcher (ppo: the paper's controller)")
-    t.add_argument("--samples", type=int, default=200, help="children evaluated (read from the table)")
+    t.add_argument("--samples", type=int, default=200, help="children evaluated (read from the table), rounded up to whole controller steps")
     t.add_argument("--batch-size", type=int, default=None, help="children per controller step (default 8)")
     t.add_argument("--target", default="p50",
                    help="latency target: '2.5ms', '1.0x ROWNAME' (a multiple of a named row's "

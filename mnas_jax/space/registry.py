@@ -9,6 +9,7 @@ from typing import Callable
 from mnas_jax.space.base import SearchSpace
 from mnas_jax.space.fbnet import FBNetSpace
 from mnas_jax.space.mnasnet import MnasNetSpace
+from mnas_jax.space.nasbench_macro import NASBenchMacroSpace
 from mnas_jax.space.settings import SETTINGS, get_setting
 from mnas_jax.space.slices import SEPARATOR, slice_space
 
@@ -23,8 +24,10 @@ class SpaceEntry:
 
 
 _REGISTRY: dict[str, SpaceEntry] = {
-    "mnasnet": SpaceEntry(lambda s: MnasNetSpace(get_setting(s)), tuple(SETTINGS), "imagenet"),
+    "mnasnet": SpaceEntry(lambda s: MnasNetSpace(get_setting(s)), tuple(k for k in SETTINGS if k != "cifar10"),
+                          "imagenet"),
     "fbnet": SpaceEntry(lambda s: FBNetSpace(), ("cifar100",), "cifar100"),
+    "nasbench-macro": SpaceEntry(lambda s: NASBenchMacroSpace(), ("cifar10",), "cifar10"),
 }
 SPACES = tuple(_REGISTRY)  # the built-in spaces
 

@@ -27,7 +27,11 @@ FMNIST = Setting("fmnist", 32, 1, 10, 1, (1, 1, 2, 2, 1, 2, 1))
 # variant in configs/imagenet.py): ImageNet's strides, so the last feature map is 2x2.
 TINY64 = Setting("tiny64", 64, 3, 10, 2, (1, 2, 2, 2, 1, 2, 1))
 
-SETTINGS: dict[str, Setting] = {s.name: s for s in (IMAGENET, FMNIST, TINY64)}
+# CIFAR-10-sized input (32x32x3, 10 classes) with FMNIST's reduced strides: NAS-Bench-Macro's
+# networks and the MobileNetV2 their latency is measured beside.
+CIFAR10 = Setting("cifar10", 32, 3, 10, 1, (1, 1, 2, 2, 1, 2, 1))
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (IMAGENET, FMNIST, TINY64, CIFAR10)}
 
 
 def get_setting(name: str) -> Setting:

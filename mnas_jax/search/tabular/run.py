@@ -77,12 +77,12 @@ def tuned(searcher: str) -> dict[str, Any]:
     from mnas_jax.search.searchers import reinforce_config
 
     if searcher == "ppo":
-        return {"batch_size": 8, "ppo": PPOConfig(learning_rate=0.02, policy=PolicyConfig(tanh_constant=1.0))}
+        return {"batch_size": 16, "ppo": PPOConfig(learning_rate=0.02, policy=PolicyConfig(tanh_constant=1.5))}
     if searcher == "reinforce":
-        return {"batch_size": 16, "ppo": reinforce_config(learning_rate=0.05, baseline_decay=0.95,
-                                                          policy=PolicyConfig(tanh_constant=1.5))}
+        return {"batch_size": 8, "ppo": reinforce_config(learning_rate=0.02, baseline_decay=0.95,
+                                                         policy=PolicyConfig(tanh_constant=1.5))}
     if searcher == "evolution":
-        return {"batch_size": 8, "population_size": 16, "sample_size": 4}
+        return {"batch_size": 8, "population_size": 32, "sample_size": 8}
     return {"batch_size": 8}
 
 
