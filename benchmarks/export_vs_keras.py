@@ -145,6 +145,9 @@ def write_reports(run: dict, directory: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     args = parse_args(argv)
     core = args.core if args.core is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})  # before TensorFlow starts its threads: they inherit it

@@ -124,6 +124,9 @@ def server_vs_local(dev, model: bytes, protocol, rounds: int = 7) -> dict:
 
 
 def main() -> int:
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gap", type=float, default=120.0)
     ap.add_argument("--n", type=int, default=20)

@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--column", default="local_ms", help="name of the latency column written")
     parser.add_argument("--output", type=Path, default=OUT_CSV, help="the derivative table to write")
     args = parser.parse_args(argv)
-    from mnas_jax.train.xla_cpu import configure_xla_cpu
+    from mnas_jax.train.runtime import prepare_process
 
-    configure_xla_cpu()
+    prepare_process(probe=False)
     from latency.cached import ensure_table, measure_relative, recent_reference_ms
     from latency.lut import table_file
     from latency.measurement import model_hash

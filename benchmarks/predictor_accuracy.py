@@ -225,6 +225,9 @@ SECTIONS: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--section", required=True,
                         help=f"comma-separated sections: {', '.join(SECTIONS)}")

@@ -100,6 +100,9 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="mnasnet-small")
     parser.add_argument("--steps", type=int, default=30)

@@ -260,6 +260,9 @@ def write(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run `tune` or `run`."""
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("tune", "run"))
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="tabular benchmark file")

@@ -262,6 +262,9 @@ def child_compile_seconds(n: int, impl: DepthwiseImpl, data: DataSource) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnas_jax.train.runtime import prepare_process
+
+    prepare_process(probe=False)  # XLA:CPU flags and the project's compilation cache, before JAX starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mnasnet-a1,mobilenetv2")
     parser.add_argument("--rounds", type=int, default=5)

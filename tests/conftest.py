@@ -10,6 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# every JAX process the tests start (CLI subprocesses, Ray workers) shares one compilation cache,
+# fresh in a fresh clone, never the user's ~/.cache
+os.environ.setdefault("MNAS_JAX_CACHE_DIR", str(REPO / ".pytest_cache" / "mnas-jax-xla"))
 
 
 # Modules that take minutes: collected first, so that under `pytest -n 2 --dist loadfile

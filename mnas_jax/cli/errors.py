@@ -13,7 +13,8 @@ USAGE_STATUS = 2
 FAILURE_STATUS = 1
 # Failures raised by parts the command may have imported: (module, class name). Looked up only in
 # modules already imported, so classifying an error never imports JAX or TensorFlow.
-_FAILURES = (("latency.devices.base", "DeviceError"), ("latency.export", "ExportError"))
+_FAILURES = (("latency.devices.base", "DeviceError"), ("latency.export", "ExportError"),
+             ("mnas_jax.search.loop", "ChildrenFailing"))
 
 
 class UserError(Exception):

@@ -67,14 +67,17 @@ def package_version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `mnas` CLI on `argv`; returns the exit status (2: bad input, 1: device failure)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from mnas_jax.train.xla_cpu import configure_xla_cpu
+    from mnas_jax.train.runtime import prepare_process
 
-    configure_xla_cpu()  # XLA reads its flags once, at the first JAX computation
+    # XLA reads its flags once, at the first JAX computation; the compilation cache is the
+    # project's one directory (MNAS_JAX_CACHE_DIR); no probe here: it would start JAX's backend
+    # before a search driver can keep it off the accelerators
+    prepare_process(probe=False)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s",
-                        force=True)  # importing jax (configure_xla_cpu) adds a root handler
+                        force=True)  # importing jax (prepare_process) adds a root handler
     try:
         maybe_join_job()  # before any JAX call: jax refuses to join once its backend started
         return int(args.func(args) or 0)

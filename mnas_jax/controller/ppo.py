@@ -260,13 +260,20 @@ def state_from_bytes(data: bytes, template: PPOState) -> PPOState:
     return flax.serialization.from_bytes(template, data)
 
 
+def on_cpu() -> Any:
+    """A context in which new JAX arrays and computations land on the host CPU."""
+    return jax.default_device(jax.devices("cpu")[0])
+
+
 class PPOSearcher:
     """Ask/tell wrapper for the search loop; its only state is `self.state` (a PPOState).
 
     ask(n) samples n sequences with the current policy (advancing the key in the state);
     tell(tokens, rewards) runs one PPO update. Between an ask and its tell the params do not
     change, so tell recomputes the sampling log-probabilities itself: a search restored from a
-    checkpoint between the two needs nothing else.
+    checkpoint between the two needs nothing else. The controller always runs on the CPU (its
+    arrays, its compiled update): a search driver on a GPU or TPU host leaves the accelerators to
+    the children.
     """
 
     def __init__(
@@ -279,10 +286,15 @@ class PPOSearcher:
         self.choices = check_choices(choices)
         self.config = config
         self._init_fn, self._update_fn = ppo(self.choices, config)
-        self.state = state if state is not None else self._init_fn(seed)
+        with on_cpu():
+            self.state = state if state is not None else self._init_fn(seed)
 
     def ask(self, n: int) -> np.ndarray:
         """Sample `n` token sequences from the policy, shape (n, D) int32; advances the PRNG key."""
+        with on_cpu():
+            return self._ask(n)
+
+    def _ask(self, n: int) -> np.ndarray:
         key, sample_key = jax.random.split(self.state.key)
         tokens, _ = sample(self.state.params, sample_key, n, self.choices, self.config.policy)
         self.state = self.state._replace(key=key)
@@ -291,12 +303,14 @@ class PPOSearcher:
     def log_probs(self, tokens: np.ndarray) -> np.ndarray:
         """Log-probability (n,) of each sequence under the current policy."""
         tokens = self._check_tokens(tokens)
-        log_p, _ = log_prob_and_entropy(self.state.params, tokens, self.choices, self.config.policy)
+        with on_cpu():
+            log_p, _ = log_prob_and_entropy(self.state.params, tokens, self.choices, self.config.policy)
         return np.asarray(log_p)
 
     def greedy(self) -> np.ndarray:
         """The policy's step-by-step most likely sequence (D,)."""
-        return np.asarray(greedy(self.state.params, self.choices, self.config.policy)[0])
+        with on_cpu():
+            return np.asarray(greedy(self.state.params, self.choices, self.config.policy)[0])
 
     def tell(
         self,
@@ -314,7 +328,8 @@ class PPOSearcher:
             )
         if old_log_probs is None:
             old_log_probs = self.log_probs(tokens)
-        self.state, metrics = self._update_fn(self.state, tokens, old_log_probs, rewards)
+        with on_cpu():
+            self.state, metrics = self._update_fn(self.state, tokens, old_log_probs, rewards)
         return {k: float(v) for k, v in metrics.items()}
 
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
@@ -340,5 +355,6 @@ class PPOSearcher:
         if meta.get("format") != _FORMAT:
             raise ValueError(f"checkpoint format {meta.get('format')!r}, expected {_FORMAT!r}")
         searcher = cls(tuple(meta["choices"]), PPOConfig.from_dict(meta["config"]))
-        searcher.state = flax.serialization.from_state_dict(searcher.state, payload["state"])
+        with on_cpu():
+            searcher.state = jax.device_put(flax.serialization.from_state_dict(searcher.state, payload["state"]))
         return searcher

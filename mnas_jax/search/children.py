@@ -48,9 +48,9 @@ def train_child(spec_string: str, seed: int, preset: str = "proxy",
                 overrides: tuple[tuple[str, Any], ...] = (), data: str = "fmnist",
                 data_dir: str | None = None) -> ChildResult:
     """Proxy-train `spec_string` on `data` and return its validation accuracy as ACC(m)."""
-    from mnas_jax.train.xla_cpu import configure_xla_cpu
+    from mnas_jax.train.runtime import prepare_process
 
-    configure_xla_cpu()  # before this process's first JAX computation (no-op after it)
+    prepare_process()  # XLA flags and the shared compilation cache, before the first JAX computation
     import jax
 
     from mnas_jax.train.loop import train_and_evaluate

@@ -62,10 +62,23 @@ class LocalExecutor:
 
 
 def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] | None,
-               driver_node: str | None) -> ChildResult:
+               driver_node: str | None, resources: dict[str, float] | None = None) -> ChildResult:
     import ray
 
+    from mnas_jax.train.runtime import platform_mismatch, prepare_process
+
     context = ray.get_runtime_context()
+    given = {"resources": context.get_assigned_resources(),
+             "accelerator_ids": {k: v for k, v in context.get_accelerator_ids().items() if v},
+             "node_id": context.get_node_id()}
+    prepare_process()  # XLA flags and the shared compilation cache before JAX starts its backend
+    import jax
+
+    platform = jax.default_backend()
+    wrong = None if resources is None else platform_mismatch(resources, platform)
+    if wrong is not None:  # never train on the CPU when an accelerator was asked for
+        return ChildResult(ArchSpec.from_string(spec_string).arch_id, "failed", None, wrong, 0.0,
+                           {**given, "platform": platform})
     saved = None
     if cores and context.get_node_id() == driver_node:  # beside the local latency device
         saved = os.sched_getaffinity(0)
@@ -75,10 +88,7 @@ def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] 
     finally:
         if saved is not None:  # the worker process may serve other tasks next
             os.sched_setaffinity(0, saved)
-    given = {"resources": context.get_assigned_resources(),
-             "accelerator_ids": {k: v for k, v in context.get_accelerator_ids().items() if v},
-             "node_id": context.get_node_id()}
-    return dataclasses.replace(result, extra={**result.extra, **given})
+    return dataclasses.replace(result, extra={**result.extra, **given, "platform": platform})
 
 
 def remote_options(resources: Mapping[str, float]) -> dict[str, Any]:
@@ -99,20 +109,30 @@ def remote_options(resources: Mapping[str, float]) -> dict[str, Any]:
 
 
 class RayExecutor:
-    """Trains children in parallel on a Ray cluster (`address=None` starts a local one)."""
+    """Trains children in parallel on a Ray cluster (`address=None` starts a local one, with
+    ``num_cpus``/``num_gpus`` as its declared resources). Each child checks that JAX runs on the
+    platform its resources asked for ({"GPU": 1}: a GPU) and fails in one line otherwise."""
 
     def __init__(self, train_fn: TrainFn, address: str | None = None, num_cpus: int | None = None,
                  resources: Mapping[str, float] | None = None,
-                 train_cores: set[int] | None = None) -> None:
+                 train_cores: set[int] | None = None, num_gpus: int | None = None,
+                 check_platform: bool = True) -> None:
         try:
             import ray
         except ImportError:
             raise ValueError("the Ray executor needs Ray: pip install 'mnas-jax[ray]'") from None
         self._ray = ray
-        options = remote_options({"CPU": 1.0} if resources is None else resources)
+        self.resources = dict({"CPU": 1.0} if resources is None else resources)
+        # False only where accelerators are SIMULATED (a Ray cluster told it has GPUs it lacks)
+        self.check_platform = check_platform
+        options = remote_options(self.resources)
         if not ray.is_initialized():
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False,
-                     log_to_driver=False, ignore_reinit_error=True)
+            from mnas_jax.train.compile_cache import ENV
+
+            # workers share the driver's compilation cache directory (a path on their host)
+            env = {ENV: os.environ[ENV]} if os.environ.get(ENV) else {}
+            ray.init(address=address, num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True, runtime_env={"env_vars": env} if env else None)
         self._remote = ray.remote(**options)(_ray_child)
         self.train_fn = train_fn
         self.cores = sorted(train_cores) if train_cores else None
@@ -122,7 +142,8 @@ class RayExecutor:
                  on_result: Callable[[int, ChildResult], None] | None = None) -> list[ChildResult]:
         """Train the children as Ray tasks; results in input order, a dead worker's child failed."""
         ray = self._ray
-        refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores, self.driver_node)
+        refs = [self._remote.remote(self.train_fn, s.to_string(), seed, self.cores, self.driver_node,
+                                     self.resources if self.check_platform else None)
                 for s, seed in zip(specs, seeds)]
         index = {r: i for i, r in enumerate(refs)}
         out: list[ChildResult | None] = [None] * len(refs)

@@ -55,13 +55,44 @@ def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
                          "the search (samples stay in the store)") from None
 
 
+class ChildrenFailing(RuntimeError):
+    """The first children of a search all failed with one error: a setup fault, not the archs."""
+
+
+class FailFast:
+    """Stops the search when its first ``k`` children trained by this process all fail with the
+    same reason (data missing on a worker, a batch that does not divide the device count, a
+    dead accelerator): training every further child would fail alike, each with reward 0, and
+    the controller would learn from noise. Children that failed differently, or any success,
+    disarm it. ``k=0`` switches it off."""
+
+    def __init__(self, k: int = 3) -> None:
+        self.k = k
+        self.reasons: list[str | None] = []
+
+    def see(self, result: ChildResult) -> None:
+        """Record one trained child's result; ChildrenFailing at the k-th equal failure."""
+        if self.k <= 0 or len(self.reasons) >= self.k or result.status == "screened":
+            return
+        first_line = (result.reason or "").strip().splitlines()[0] if result.reason else ""
+        self.reasons.append(first_line if result.status == "failed" else None)
+        if (len(self.reasons) == self.k and self.reasons[0] is not None
+                and all(r == self.reasons[0] for r in self.reasons)):
+            raise ChildrenFailing(f"the first {self.k} children all failed with: {self.reasons[0]} "
+                                  "(fix the cause and resume with --resume; their samples are stored)")
+
+
 def run_loop(*, run_id: str, workdir: Path, space: SearchSpace, config: LoopConfig,
              reward: RewardConfig, searcher: Any, searcher_from_bytes: Callable[[bytes], Any],
              estimator: LatencyEstimator, evaluator: Evaluator, calibrator: CalibrationHook | None,
              append_sample: Callable[[dict[str, Any]], None],
              stored_samples: Callable[[str], list[dict[str, Any]]],
-             on_step: Callable[[int, dict[str, Any]], None] | None = None) -> Any:
-    """Run (or resume) the search until `config.steps` steps are complete; returns the searcher."""
+             on_step: Callable[[int, dict[str, Any]], None] | None = None,
+             fail_fast: int = 3) -> Any:
+    """Run (or resume) the search until `config.steps` steps are complete; returns the searcher.
+    ChildrenFailing (after storing them) when the first `fail_fast` children trained here all
+    fail with the same error (see `FailFast`)."""
+    guard = FailFast(fail_fast)
     ckpt = load_checkpoint(workdir)
     start = 0
     if ckpt is not None:
@@ -75,7 +106,7 @@ def run_loop(*, run_id: str, workdir: Path, space: SearchSpace, config: LoopConf
         done = {s["index"]: s for s in stored_samples(run_id) if s["step"] == step}
         record = search_step(step, searcher=searcher, space=space, estimator=estimator, reward=reward,
                              config=config, evaluate=_stored_evaluate(evaluator, config, done),
-                             on_result=_storing(run_id, step, done, reward, append_sample)).record
+                             on_result=_storing(run_id, step, done, reward, append_sample, guard)).record
         if calibrator is not None and calibrator.due(step):
             record["calibration"] = calibrator.run(step, stored_samples(run_id),
                                                    child_seed(config.seed, step, 10_000))
@@ -93,12 +124,14 @@ def _stored(done: dict[int, dict[str, Any]], cand: Candidate) -> dict[str, Any] 
 
 
 def _storing(run_id: str, step: int, done: dict[int, dict[str, Any]], reward: RewardConfig,
-             append_sample: Callable[[dict[str, Any]], None]) -> OnResult:
-    """Store each new result of the step as a sample (results stored before a kill are not)."""
+             append_sample: Callable[[dict[str, Any]], None], guard: FailFast) -> OnResult:
+    """Store each new result of the step as a sample (results stored before a kill are not),
+    then let `guard` see it."""
 
     def store(cand: Candidate, result: ChildResult) -> None:
         if _stored(done, cand) is None:
             append_sample(_sample_payload(run_id, step, cand, result, reward))
+            guard.see(result)
 
     return store
 

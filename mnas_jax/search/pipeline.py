@@ -39,6 +39,7 @@ from mnas_jax.search.target import ResolvedTarget, resolve_target
 from mnas_jax.search.types import Evaluator
 from mnas_jax.search.workdir import local_workdir
 from mnas_jax.space import ArchSpec, SearchSpace, get_space, narrower_space, reference, sample_specs
+from mnas_jax.train.runtime import driver_only_cpu
 from predictor.io import load_predictor, predictor_table, save_predictor
 from predictor.relative_fit import fit_on_device
 
@@ -273,6 +274,8 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
     config = dataclasses.replace(config, device=device or config.device, executor=executor or config.executor,
                                  ray_address=ray_address or config.ray_address)
     run_id = run_id_of(config)
+    if config.executor == "ray":  # children train on workers: the driver keeps off the accelerators
+        driver_only_cpu()
     if (workdir / "search_checkpoint.json").exists() and not resume:
         raise ValueError(f"{workdir} already holds a search (search_checkpoint.json): pass "
                          "--resume to continue it, or use another --workdir")

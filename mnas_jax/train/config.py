@@ -60,8 +60,8 @@ class TrainConfig:
     dw_impl: str = "auto"  # "auto" (shift on CPU, xla elsewhere), "shift" or "xla"
     # One compiled executable per distinct layer, shared by every child containing that layer
     # (short proxy runs on CPU, where compiling dominates); False: one per network (full
-    # trainings and accelerators, where whole-network fusion pays). On more than one device a
-    # child trains as one network whatever this says. See train/layerwise.py.
+    # trainings and accelerators, where whole-network fusion pays). On more than one device, or
+    # on a GPU/TPU, a child trains as one network whatever this says. See train/layerwise.py.
     layerwise: bool = False
     # Train and evaluate at this input resolution instead of the setting's: the same
     # architecture on smaller images, a cheaper proxy whose fidelity benchmarks/proxy_fidelity

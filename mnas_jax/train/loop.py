@@ -115,7 +115,8 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     ``on_step`` sees every step (see `StepCallback`), e.g. to draw a progress bar.
     With ``config.layerwise`` the child trains stage by stage with executables from
     ``stage_cache`` (this process's cache when None), compiling only stages it has not seen; on more
-    than one device it trains as one network (the per-stage executables are single-device).
+    than one device, or on an accelerator, it trains as one network (the per-stage executables are
+    single-device, and stage by stage pays only where compiling dominates: the CPU).
     With ``config.input_size`` the same architecture trains at that input resolution.
     ``on_trained(state, evaluated_variables)`` sees the final training state (its
     ``raw_params()``, its ``eval_variables()`` from BN's moving averages) and the variables that
@@ -146,7 +147,7 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     init_seed = int(jax.random.randint(init_key, (), 0, 2**31 - 1))
     # numpy-seeded, so every process builds the same values before they are replicated
     variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=init_seed), placement.replicated)
-    if config.layerwise and placement.num_devices == 1:
+    if config.layerwise and placement.num_devices == 1 and placement.platform == "cpu":
         compiled = compile_layerwise(spec, impl, config, variables, placement, dropout_key, steps_per_epoch,
                                      total_steps, stage_cache if stage_cache is not None else process_cache())
     else:

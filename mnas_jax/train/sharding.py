@@ -41,6 +41,11 @@ class Placement(NamedTuple):
         return self.mesh.size
 
     @property
+    def platform(self) -> str:
+        """The platform of the mesh's devices: 'cpu', 'gpu' or 'tpu'."""
+        return self.mesh.devices.flat[0].platform
+
+    @property
     def shard(self) -> Shard:
         """Which rows of each global batch this process loads."""
         return Shard(jax.process_index(), jax.process_count())

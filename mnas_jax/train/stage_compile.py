@@ -28,6 +28,7 @@ import optax
 
 from mnas_jax.models.layers import BN_MOMENTUM
 from mnas_jax.models.stages import Stage
+from mnas_jax.train.compile import cpu_only
 from mnas_jax.train.optim import OptimizerParts
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ def _abstract_variables(stage: Stage, batch: int) -> dict:
 def compile_stage(stage: Stage, first: bool, hyper: StaticHyper, parts: OptimizerParts, num_classes: int,
                   data_sharding: jax.sharding.Sharding, replicated: jax.sharding.Sharding) -> StageFns:
     """Lower and compile one stage's executables against abstract shapes."""
+    options = cpu_only(_OPTIONS, next(iter(data_sharding.device_set)).platform)
     variables = _abstract_variables(stage, hyper.batch_size)
     params = _sds(variables["params"], replicated)
     stats = _sds(variables.get("batch_stats", {}), replicated)
@@ -188,18 +190,18 @@ def compile_stage(stage: Stage, first: bool, hyper: StaticHyper, parts: Optimize
         key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
         step = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
         train = jax.jit(_tail_train(stage, parts, hyper, num_classes), donate_argnums=(0, 2, 3)).lower(
-            params, stats, opt, ema, x, labels, mask, key, step, scalar, scalar).compile(_OPTIONS)
+            params, stats, opt, ema, x, labels, mask, key, step, scalar, scalar).compile(options)
         evaluate = jax.jit(_tail_evaluate(stage), out_shardings=replicated).lower(
-            params, stats, x_eval, labels_e, mask_e).compile(_OPTIONS)
-        batch_stats = jax.jit(_tail_batch_stats(stage), out_shardings=replicated).lower(params, stats, x).compile(_OPTIONS)
+            params, stats, x_eval, labels_e, mask_e).compile(options)
+        batch_stats = jax.jit(_tail_batch_stats(stage), out_shardings=replicated).lower(params, stats, x).compile(options)
         return StageFns(None, None, evaluate, train, batch_stats)
     forward_fn = jax.jit(_chain_forward(stage, first))
-    forward = forward_fn.lower(params, stats, x).compile(_OPTIONS)
+    forward = forward_fn.lower(params, stats, x).compile(options)
     y, _, vjp = jax.eval_shape(forward_fn, params, stats, x)
     dy = jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=data_sharding)
     backward = jax.jit(_chain_backward(parts, first), donate_argnums=(2, 3, 4)).lower(
-        vjp, dy, params, opt, ema, scalar, scalar).compile(_OPTIONS)
-    evaluate = jax.jit(_chain_evaluate(stage)).lower(params, stats, x_eval).compile(_OPTIONS)
+        vjp, dy, params, opt, ema, scalar, scalar).compile(options)
+    evaluate = jax.jit(_chain_evaluate(stage)).lower(params, stats, x_eval).compile(options)
     return StageFns(forward, backward, evaluate)
 
 
