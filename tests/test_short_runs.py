@@ -17,6 +17,7 @@ from mnas_jax.data import ArraySource, load_fashion_mnist
 from mnas_jax.data.fashion_mnist import resolve_dir, shrink
 from mnas_jax.models import build_model
 from mnas_jax.models.stages import merge_stage_trees, net_stages, stage_tree
+from mnas_jax.space import ArchSpec, BlockSpec
 from mnas_jax.train import TrainConfig, get_preset, train_and_evaluate
 from mnas_jax.train.layerwise import static_hyper
 from mnas_jax.train.loop import resolve_dw_impl
@@ -99,22 +100,37 @@ def test_stages_compose_to_the_network() -> None:
     assert jax.tree.structure(merge_stage_trees(parts)) == jax.tree.structure(variables["params"])
 
 
+# An MnasNet-space child with every kind of stage: SE, a pool skip, a 0-layer block, dropout on
+MIXED = ArchSpec(
+    blocks=(BlockSpec("mbconv", 3, 3, 0.25, "identity", 8, 2, 2), BlockSpec("sepconv", 5, 1, 0.0, "pool", 16, 1, 2),
+            BlockSpec("mbconv", 5, 6, 0.25, "identity", 16, 0, 1), BlockSpec("mbconv", 3, 6, 0.0, "pool", 24, 1, 1)),
+    input_size=32, input_channels=1, num_classes=10, stem_channels=8, stem_stride=1, head_channels=32,
+    dropout=0.2,
+)
+# The two trainers agree to float rounding; a rounding difference then grows ~30x a step in the
+# first steps of a BN network (a channel of near-zero batch variance divides by sqrt(1e-3)), so
+# the curves are compared over the steps before that growth can reach the tolerance.
+AGREE_STEPS = 3
+
+
 def test_layerwise_training_equals_whole_network(fmnist: ArraySource) -> None:
-    """Same loss curve, same evaluation (float summation order aside); the second child made of
-    the same stages compiles nothing."""
-    spec = dataclasses.replace(TINY, dropout=0.0)  # dropout masks are drawn per module path
-    config = dataclasses.replace(get_preset("smoke"), max_steps=6, log_every=1, bn_recalibration_examples=64)
+    """One recipe: the whole-network and the stage-by-stage trainer give the same losses (dropout
+    masks included) and the same evaluation; the second child made of the same stages compiles
+    nothing."""
+    config = dataclasses.replace(get_preset("smoke"), max_steps=AGREE_STEPS, log_every=1,
+                                 bn_recalibration_examples=64)
     cache = StageCache()
-    whole = train_and_evaluate(spec, config, jax.random.key(0), fmnist)
+    whole = train_and_evaluate(MIXED, dataclasses.replace(config, layerwise=False), jax.random.key(0), fmnist)
     lw_config = dataclasses.replace(config, layerwise=True)
-    layerwise = train_and_evaluate(spec, lw_config, jax.random.key(0), fmnist, stage_cache=cache)
+    layerwise = train_and_evaluate(MIXED, lw_config, jax.random.key(0), fmnist, stage_cache=cache)
+    assert whole.ok and layerwise.ok
     np.testing.assert_allclose([v for _, v in layerwise.loss_curve], [v for _, v in whole.loss_curve],
-                               rtol=2e-4)
+                               rtol=1e-5)
     assert layerwise.val_loss == pytest.approx(whole.val_loss, rel=1e-3)
     misses = cache.misses
     start = time.perf_counter()
-    again = train_and_evaluate(spec, lw_config, jax.random.key(1), fmnist, stage_cache=cache)
-    assert again.ok and cache.misses == misses and cache.hits >= len(net_stages(spec))
+    again = train_and_evaluate(MIXED, lw_config, jax.random.key(1), fmnist, stage_cache=cache)
+    assert again.ok and cache.misses == misses and cache.hits >= len(net_stages(MIXED))
     assert again.compile_seconds < 0.5 * layerwise.compile_seconds, (again.compile_seconds, layerwise.compile_seconds)
     assert time.perf_counter() - start < layerwise.compile_seconds + layerwise.train_seconds
 
