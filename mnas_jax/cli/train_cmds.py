@@ -1,9 +1,10 @@
 """`mnas train ARCH --setting S [--data fmnist|tfds:NAME --data-dir D] --epochs E [--json]`.
 
 In a multi-process job (see `mnas_jax.cli.distributed`) every process runs the same command;
-process 0 alone prints, draws progress and writes: checkpoints (its host copy of the replicated
+process 0 alone prints, draws progress and writes checkpoints (its host copy of the replicated
 state, restored on resume by process 0 and broadcast to the others, so no shared filesystem is
-needed) and JAX's compilation cache.
+needed). Compiled programs go to the project's one compilation cache (``$MNAS_JAX_CACHE_DIR``,
+see `mnas_jax.train.compile_cache`), shared with search children, Ray workers and benchmarks.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fmnist (default) or tfds:NAME[/CONFIG][:SPLIT], e.g. tfds:imagenet2012")
     p.add_argument("--data-dir", help="where --data lives: a TFDS data dir (local or gs://), or the "
                                       "Fashion-MNIST IDX directory (default: $MNAS_FMNIST_DIR or Debian's)")
-    p.add_argument("--workdir", default=".", help="checkpoints and compile cache go here (a local directory)")
+    p.add_argument("--workdir", default=".", help="checkpoints go here (a local directory)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint a paper training")
     p.add_argument("--dw-impl", default="auto", choices=("auto", "shift", "xla"), help="depthwise implementation")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -42,7 +43,7 @@ def _config(args: argparse.Namespace, arch_id: str):
     from mnas_jax.train import get_preset
 
     config = get_preset(args.preset)
-    changes: dict = {"dw_impl": args.dw_impl, "compile_cache_dir": str(args.workdir / "jax-cache")}
+    changes: dict = {"dw_impl": args.dw_impl}
     if args.epochs is not None:
         if args.epochs <= 0:
             raise UserError(f"--epochs {args.epochs} must be > 0")
