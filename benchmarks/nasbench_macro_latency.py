@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from mnas_jax.train.xla_cpu import configure_xla_cpu
 
     configure_xla_cpu()
-    from latency.cached import ensure_table, measure_relative, recent_reference_ms
+    from latency.cached import ensure_table, measure_relative, reference_ms
     from latency.lut import table_file
-    from latency.measurement import model_hash
     from latency.session import DeviceSession
     from mnas_jax.files import write_atomic
     from mnas_jax.space import get_space, sample_specs
@@ -94,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         seen = set(pred.train_ids) | {s.arch_id for s in val_specs}
         edge_specs = [s for s in diverse_specs(space, 3 * args.n_validate, 2) if s.arch_id not in seen][:args.n_validate]
         edge = measure_relative(session, edge_specs)
-        ref_hash = model_hash(session.reference_bytes("cifar10"))
-        ref_ms = recent_reference_ms(session.store, fp.device_id, model_hash=ref_hash, last=200)
-    assert ref_ms is not None
+        ref_ms = reference_ms(session, "cifar10", last=200)
     rep = evaluate_on_fresh(pred, val_specs, first)
     edge_rep = evaluate_on_fresh(pred, edge_specs, edge)["methods"]["predictor"]
     edge_rep["mean_abs_pct"] = mean_abs_pct(pred.predict(edge_specs)[0], edge)

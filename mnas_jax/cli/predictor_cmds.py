@@ -158,8 +158,7 @@ def _fit_device(args: argparse.Namespace) -> int:
 
 
 def _fit_transfer(args: argparse.Namespace) -> int:
-    from latency.cached import measure_relative, recent_reference_ms
-    from latency.measurement import model_hash
+    from latency.cached import measure_relative, reference_ms
     from latency.session import DeviceSession
     from mnas_jax.space import get_space, sample_specs
     from predictor.io import load_predictor, predictor_dir, predictor_table, save_predictor
@@ -176,8 +175,7 @@ def _fit_transfer(args: argparse.Namespace) -> int:
         k = args.n or 20
         specs = sample_specs(space, k, args.seed + 77)
         y = measure_relative(session, specs, progress=not args.quiet)
-        ref_hash = model_hash(session.reference_bytes(setting))  # this setting's reference
-        ref_ms = recent_reference_ms(session.store, fp.device_id, model_hash=ref_hash)
+        ref_ms = reference_ms(session, setting)  # this setting's reference only
     tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=predictor_table(
         args.transfer_from), reference_ms=ref_ms)
     out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)

@@ -22,13 +22,13 @@ import numpy as np
 
 from calibration.calibrator import Calibrator
 from latency.cached import ensure_table as ensure_device_table
-from latency.cached import measure_relative, recent_reference_ms
+from latency.cached import measure_relative, reference_ms
 from latency.lut import LatencyTable, table_file
 from latency.session import DeviceSession
 from latency.store import MeasurementStore
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.files import write_atomic
-from mnas_jax.reward import RewardConfig
+from mnas_jax.reward import RewardConfig, Target
 from mnas_jax.search.assess import Assessed, retrain_seeds
 from mnas_jax.search.children import check_data, train_child
 from mnas_jax.search.config import SearchConfig, identity
@@ -84,9 +84,13 @@ def _status(msg: str) -> None:
 # -- phases ---------------------------------------------------------------------------------------
 
 def resolve_search_target(config: SearchConfig, space: SearchSpace, session: DeviceSession) -> ResolvedTarget:
-    """T in the search's unit (multiples of the space's reference measured beside every candidate)."""
-    device_id = session.device.fingerprint().device_id
-    return resolve_target(config.target, space, recent_reference_ms(session.store, device_id))
+    """T in the search's unit (multiples of the space's reference measured beside every
+    candidate); a target in ms is divided by the recent median of this setting's reference on
+    the device, measured first when the work directory holds none."""
+    ms = None
+    if not Target.parse(config.target).is_relative and space.reference_name is not None:
+        ms = reference_ms(session, space.setting, space.reference_name)
+    return resolve_target(config.target, space, ms)
 
 
 def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
