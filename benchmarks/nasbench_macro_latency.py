@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnas_jax.files import write_atomic
     from mnas_jax.space import get_space, sample_specs
     from mnas_jax.space.nasbench_macro import code_of
-    from predictor.io import TABLE_FILE, save_predictor
+    from predictor.io import save_predictor
     from predictor.metrics import mean_abs_pct, plot_predicted_vs_measured, report
     from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         pred = fit_on_device(fit_specs, y_fit, table, fingerprint=fp.to_dict(), space=space, seed=0,
                              table_path=table_file(args.workdir, space.name, space.setting, fp.device_id))
         pdir = args.workdir / "predictors" / "nasbench-macro-local"
-        save_predictor(pred, pdir)
-        table.save(pdir / TABLE_FILE)
+        save_predictor(pred, pdir, table=table)
         val_specs = sample_specs(space, args.n_validate, 1, pred.train_ids)
         # validation labels as the search's device checks take them: the median of 4 interleaved
         # passes; measured twice, the two give the label noise floor

@@ -39,7 +39,7 @@ from mnas_jax.search.target import ResolvedTarget, resolve_target
 from mnas_jax.search.types import Evaluator
 from mnas_jax.search.workdir import local_workdir
 from mnas_jax.space import ArchSpec, SearchSpace, get_space, narrower_space, reference, sample_specs
-from predictor.io import load_predictor, predictor_table, save_predictor
+from predictor.io import load_predictor, read_predictor_dir, save_predictor
 from predictor.relative_fit import fit_on_device
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,9 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
     if resume and pdir.exists():
         pred = load_predictor(pdir, setting=space.setting, device_id=device_id)
     else:
-        pred = load_predictor(path, setting=space.setting, device_id=device_id)
-        table = None if getattr(pred, "base", None) is not None else predictor_table(path)
+        given = read_predictor_dir(path, setting=space.setting, device_id=device_id)
+        pred = given.predictor
+        table = None if getattr(pred, "base", None) is not None else given.table
         if table is not None and not table_file(workdir, table.space, table.setting,
                                                 table.device_id).exists():
             table.save(table_file(workdir, table.space, table.setting, table.device_id))
