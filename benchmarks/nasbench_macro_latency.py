@@ -61,14 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     from mnas_jax.train.runtime import prepare_process
 
     prepare_process(probe=False)
-    from latency.cached import ensure_table, measure_relative, recent_reference_ms
+    from latency.cached import ensure_table, measure_relative, reference_ms
     from latency.lut import table_file
-    from latency.measurement import model_hash
     from latency.session import DeviceSession
     from mnas_jax.files import write_atomic
     from mnas_jax.space import get_space, sample_specs
     from mnas_jax.space.nasbench_macro import code_of
-    from predictor.io import TABLE_FILE, save_predictor
+    from predictor.io import save_predictor
     from predictor.metrics import mean_abs_pct, plot_predicted_vs_measured, report
     from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 
@@ -83,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         pred = fit_on_device(fit_specs, y_fit, table, fingerprint=fp.to_dict(), space=space, seed=0,
                              table_path=table_file(args.workdir, space.name, space.setting, fp.device_id))
         pdir = args.workdir / "predictors" / "nasbench-macro-local"
-        save_predictor(pred, pdir)
-        table.save(pdir / TABLE_FILE)
+        save_predictor(pred, pdir, table=table)
         val_specs = sample_specs(space, args.n_validate, 1, pred.train_ids)
         # validation labels as the search's device checks take them: the median of 4 interleaved
         # passes; measured twice, the two give the label noise floor
@@ -94,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         seen = set(pred.train_ids) | {s.arch_id for s in val_specs}
         edge_specs = [s for s in diverse_specs(space, 3 * args.n_validate, 2) if s.arch_id not in seen][:args.n_validate]
         edge = measure_relative(session, edge_specs)
-        ref_hash = model_hash(session.reference_bytes("cifar10"))
-        ref_ms = recent_reference_ms(session.store, fp.device_id, model_hash=ref_hash, last=200)
-    assert ref_ms is not None
+        ref_ms = reference_ms(session, "cifar10", last=200)
     rep = evaluate_on_fresh(pred, val_specs, first)
     edge_rep = evaluate_on_fresh(pred, edge_specs, edge)["methods"]["predictor"]
     edge_rep["mean_abs_pct"] = mean_abs_pct(pred.predict(edge_specs)[0], edge)

@@ -98,7 +98,7 @@ def _table_build_seconds(store: Any, device_id: str) -> dict[str, Any]:
 
 def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test: int
                   ) -> dict[str, Any]:
-    from latency.cached import ensure_table, measure_relative
+    from latency.cached import ensure_table, measure_relative, reference_hash
     from latency.lut import table_file
     from latency.lut_build import TABLE_PASSES
     from latency.session import DeviceSession
@@ -126,8 +126,9 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
         else:  # an earlier run of this section measured them: resume without re-measuring
             pass1, pass2 = stored
         test_wall = time.perf_counter() - t0
+        ref_key = reference_hash(session, SETTING)  # this setting's reference only
         ref_ms = [r.record.median_ms for r in session.store.measurements(
-            kind="reference", device_id=fp.device_id)][-50:]
+            kind="reference", device_id=fp.device_id) if r.record.model_hash == ref_key][-50:]
         build = _table_build_seconds(session.store, fp.device_id)
     y_test = np.sqrt(pass1 * pass2)  # geometric mean of the two passes
     t0 = time.perf_counter()

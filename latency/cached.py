@@ -14,8 +14,10 @@ import numpy as np
 
 from latency.lut import LatencyTable, table_file
 from latency.lut_build import TABLE_PASSES, build_table
-from latency.session import DeviceSession
-from latency.store import MeasurementStore
+from latency.measurement import model_hash
+from latency.reference import RECENT, stored_reference_ms
+from latency.session import REFERENCE, DeviceSession
+from latency.store import MeasurementRecord, MeasurementStore, new_session_id
 from mnas_jax.space import ArchSpec, SearchSpace
 
 
@@ -48,13 +50,30 @@ def measure_relative(session: DeviceSession, specs: Sequence[ArchSpec], *, fresh
     return np.array([have[s.arch_id] for s in specs])
 
 
-def recent_reference_ms(store: MeasurementStore, device_id: str, *, model_hash: str | None = None,
-                        last: int = 20) -> float | None:
-    """Median ms of the device's `last` stored reference measurements (of one reference model
-    when `model_hash` is given); None when there are none."""
-    refs = [r.record.median_ms for r in store.measurements(kind="reference", device_id=device_id)
-            if model_hash is None or r.record.model_hash == model_hash][-last:]
-    return float(np.median(refs)) if refs else None
+def reference_hash(session: DeviceSession, setting: str, name: str = REFERENCE) -> str:
+    """The key of a setting's reference times: the hash of its converted reference model."""
+    return model_hash(session.reference_bytes(setting, name))
+
+
+def reference_ms(session: DeviceSession, setting: str, name: str = REFERENCE, *,
+                 last: int | None = RECENT) -> float:
+    """The recent median ms of `setting`'s reference model on the session's device (its `last`
+    stored measurements, of this setting only: latency.reference); a store that holds none
+    (a fresh work directory) gets the session's `rounds` measurements of it first."""
+    data = session.reference_bytes(setting, name)
+    key = model_hash(data)
+    device_id = session.device.fingerprint().device_id
+    ms = stored_reference_ms(session.store, device_id, key, last=last)
+    if ms is None:
+        sid = new_session_id()
+        for _ in range(max(1, session.rounds)):
+            m = session.device.measure(data, session.protocol)
+            session.store.append(MeasurementRecord.from_measurement(
+                m, model_hash=key, kind="reference", protocol=session.protocol, session=sid,
+                source=session.source, key=name))
+        ms = stored_reference_ms(session.store, device_id, key, last=last)
+    assert ms is not None
+    return ms
 
 
 def build_space_table(session: DeviceSession, space: SearchSpace, *, passes: int = TABLE_PASSES,

@@ -32,6 +32,7 @@ from latency.devices.base import Device
 from latency.lut import LatencyTable
 from latency.measurement import model_hash
 from latency.protocol import MeasureProtocol
+from latency.reference import stored_reference_ms
 from latency.store import MeasurementRecord, MeasurementStore, new_session_id
 from mnas_jax.progress import Progress
 from mnas_jax.space import LayerSpec
@@ -139,26 +140,26 @@ def build_table(layers: Sequence[LayerSpec], *, space: str, setting: str, device
             measure_reference()
     return assemble_table(layers, store, space=space, setting=setting,
                           fingerprint=fingerprint.to_dict(), device_id=device_id,
-                          reference_name=reference_name, build_seconds=time.time() - started)
+                          reference_name=reference_name, reference_hash=ref_hash,
+                          build_seconds=time.time() - started)
 
 
 def assemble_table(layers: Sequence[LayerSpec], store: MeasurementStore, *, space: str,
                    setting: str, fingerprint: dict[str, Any], device_id: str, reference_name: str,
-                   build_seconds: float = 0.0) -> LatencyTable:
+                   reference_hash: str, build_seconds: float = 0.0) -> LatencyTable:
     """The table from the store's measurements (see `stored_layer_entries`); every layer must
-    have one."""
+    have one. Its `reference_ms` is the median of every stored measurement of this setting's
+    reference model (`reference_hash`; latency.reference), never of another setting's."""
     done = stored_layer_entries(store, device_id)
     missing = [layer.key for layer in layers if layer.key not in done]
     if missing:
         raise ValueError(f"{len(missing)} of {len(layers)} layers have no measurement on device "
                          f"{device_id} (first: {missing[0]}); run the build again to measure them")
-    refs = [r.record.median_ms for r in store.measurements(kind="reference", device_id=device_id)
-            if r.record.key == reference_name]
-    refs.sort()
-    ref_ms = refs[len(refs) // 2] if refs else float("nan")
+    ref_ms = stored_reference_ms(store, device_id, reference_hash, last=None)
     keys = [layer.key for layer in layers]
     return LatencyTable(space=space, setting=setting, fingerprint=fingerprint, device_id=device_id,
-                        reference=reference_name, reference_ms=ref_ms,
+                        reference=reference_name,
+                        reference_ms=float("nan") if ref_ms is None else ref_ms,
                         entries_ms={k: done[k][0] for k in keys},
                         entries_relative={k: done[k][1] for k in keys},
                         build_seconds=build_seconds)

@@ -14,7 +14,8 @@ put it behind TLS, before sending tokens across a network.
 
 `serve` stops on SIGINT or SIGTERM within a second, whatever signal disposition the process
 inherited (`nohup cmd &` starts it with SIGINT ignored) and whatever connections are open:
-handlers are installed explicitly, connection threads are daemons and are not waited for.
+handlers are installed explicitly, connection threads are daemons and are not waited for; a
+measurement in flight has its commands (adb, benchmark_model) ended as the server stops.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from latency.devices.base import (Device, DeviceError, DeviceUnreachable, InvalidModelError,
                                   check_tflite_bytes)
+from latency.devices.children import end_running_commands
 from latency.devices.remote import PROTOCOL_HEADER, TIMEOUT_HEADER
 from latency.measurement import Measurement
 from latency.protocol import MeasureProtocol, MeasurementTimeout
@@ -276,6 +278,9 @@ def serve(device: Device, token: str, *, host: str = "127.0.0.1", port: int = 84
     finally:
         restore()
         server.server_close()
+        # a measurement still running in its daemon thread would outlive the process's exit:
+        # end its adb/benchmark_model (the CLI exits with os._exit, which skips atexit)
+        end_running_commands()
 
 
 def _stop_on_signals(server: DeviceServer) -> Callable[[], None]:

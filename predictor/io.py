@@ -21,25 +21,27 @@ import os
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import xgboost as xgb
 
 from latency.lut import LatencyTable, table_file
-from mnas_jax.files import replace_dir_atomic
+from mnas_jax.files import current_version, replace_dir_atomic
 from predictor.features import TableLike, make_featurizer
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
 
 if TYPE_CHECKING:
     from predictor.transfer import TransferPredictor
 
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 KIND = "mnas-latency-predictor"
 TRANSFER_KIND = "mnas-transfer-predictor"  # predictor.transfer
 METADATA = "metadata.json"
 TRAINING = "training.npz"
 TABLE_FILE = "table.json"
+READ_TRIES = 3  # reads of a directory whose link a save switched while it was being read
 
 
 class PredictorMismatchError(ValueError):
@@ -94,15 +96,42 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def save_predictor(pred: LatencyPredictor | TransferPredictor, directory: str | Path) -> Path:
+def save_predictor(pred: LatencyPredictor | TransferPredictor, directory: str | Path, *,
+                   table: LatencyTable | None = None,
+                   extra: Callable[[Path], None] | None = None) -> Path:
     """Write the predictor to `directory`, replaced as a whole in one atomic step: at every
     instant a reader (or a process killed mid-save) finds the old predictor or the new one,
-    never a missing or partial directory (see mnas_jax.files.replace_dir_atomic)."""
-    if getattr(pred, "kind", None) == TRANSFER_KIND:
-        from predictor.transfer import write_transfer
+    never a missing or partial directory (see mnas_jax.files.replace_dir_atomic).
 
-        return replace_dir_atomic(directory, lambda tmp: write_transfer(pred, tmp))
-    return replace_dir_atomic(directory, lambda tmp: write_predictor(pred, tmp))
+    Everything the directory holds is written inside the swap: the predictor, its lookup table
+    as `table.json` (`table`; when not given, the table.json of the version replaced is carried
+    over if it is still the predictor's table, so a refit keeps it) and whatever `extra(tmp)`
+    writes (reports, plots)."""
+    if table is None and getattr(pred, "table_info", None) and Path(directory).exists():
+        table = _carried_table(Path(directory), pred.table_info)
+
+    def fill(tmp: Path) -> None:
+        if getattr(pred, "kind", None) == TRANSFER_KIND:
+            from predictor.transfer import write_transfer
+
+            write_transfer(pred, tmp)
+        else:
+            write_predictor(pred, tmp)
+        if table is not None:
+            table.save(tmp / TABLE_FILE)
+        if extra is not None:
+            extra(tmp)
+
+    return replace_dir_atomic(directory, fill)
+
+
+def _carried_table(directory: Path, info: Mapping[str, Any]) -> LatencyTable | None:
+    path = current_version(directory) / TABLE_FILE
+    try:
+        table = LatencyTable.load(path, allow_mismatch=True)
+    except (OSError, ValueError):
+        return None
+    return table if table.to_dict()["sha256"] == info.get("sha256") else None
 
 
 def write_predictor(pred: LatencyPredictor, directory: Path) -> None:
@@ -121,12 +150,17 @@ def write_predictor(pred: LatencyPredictor, directory: Path) -> None:
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
     """metadata.json of a predictor directory, checked for kind and schema version."""
-    path = Path(directory) / METADATA
-    if not Path(directory).is_dir():
+    return _read_metadata(current_version(directory), Path(directory))
+
+
+def _read_metadata(root: Path, directory: Path) -> dict[str, Any]:
+    """metadata.json of the version `root` of `directory` (named in messages)."""
+    path = root / METADATA
+    if not root.is_dir():
         raise FileNotFoundError(f"predictor directory {str(directory)!r} does not exist; "
                                 "fit one with 'mnas predictor fit'")
     if not path.is_file():
-        raise PredictorFileError(f"{path} is missing: {str(directory)!r} is not a predictor "
+        raise PredictorFileError(f"{directory / METADATA} is missing: {str(directory)!r} is not a predictor "
                                  "directory (or a save was interrupted); fit it again")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -171,6 +205,18 @@ def _choice(d: Mapping[str, Any]) -> Choice:
     return Choice(**d)
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictorDir:
+    """One version of a predictor directory read whole: the predictor, the lookup table it
+    reads (a transferred one: its base's; None without one or when the caller gave the
+    entries), its metadata and the version directory every file came from."""
+
+    predictor: LatencyPredictor | TransferPredictor
+    table: LatencyTable | None
+    metadata: dict[str, Any]
+    version: Path
+
+
 def load_predictor(directory: str | Path, *, space: str | None = None,
                    setting: str | None = None, device_id: str | None = None,
                    device_fingerprint: Mapping[str, Any] | None = None,
@@ -179,24 +225,63 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
     """Load and check a predictor (a transferred one too). Expected space/setting/device (None:
     not checked) that differ raise `PredictorMismatchError` unless `allow_mismatch`; a predictor
     fitted with a lookup table uses `table` if given, else finds its own (`predictor_table`)."""
+    return read_predictor_dir(directory, space=space, setting=setting, device_id=device_id,
+                              device_fingerprint=device_fingerprint, table=table,
+                              allow_mismatch=allow_mismatch).predictor
+
+
+def read_predictor_dir(directory: str | Path, *, space: str | None = None,
+                       setting: str | None = None, device_id: str | None = None,
+                       device_fingerprint: Mapping[str, Any] | None = None,
+                       table: TableLike | None = None,
+                       allow_mismatch: bool = False) -> PredictorDir:
+    """The whole predictor directory (predictor, table, metadata; checked as `load_predictor`)
+    read from one version: the directory's link is resolved once and every file read through
+    it; a read that fails while a save switched the link is done again on the new version (at
+    most READ_TRIES times), so a refit replacing the directory never tears a read."""
     directory = Path(directory)
-    meta = read_metadata(directory)
     if device_fingerprint is not None:
         fp_id = device_id_of(device_fingerprint)
         if device_id is not None and device_id != fp_id:
             raise ValueError(f"device_id {device_id!r} and the fingerprint's id {fp_id!r} differ")
         device_id = fp_id
+    return one_version(directory, lambda root: _read_version(
+        root, directory, space, setting, device_id, table, allow_mismatch))
+
+
+def one_version(directory: Path, read: Callable[[Path], T]) -> T:
+    """`read(version)` on the version `directory` names now, again on the new one when it
+    failed for a missing or changed file while a save switched the link."""
+    root = current_version(directory)
+    for _ in range(READ_TRIES - 1):
+        try:
+            return read(root)
+        except (PredictorFileError, OSError):
+            now = current_version(directory)
+            if now == root:
+                raise
+            root = now
+    return read(root)
+
+
+def _read_version(root: Path, directory: Path, space: str | None, setting: str | None,
+                  device_id: str | None, table: TableLike | None,
+                  allow_mismatch: bool) -> PredictorDir:
+    meta = _read_metadata(root, directory)
     if meta["kind"] == TRANSFER_KIND:
         from predictor.transfer import load_transfer
 
-        return load_transfer(directory, space=space, setting=setting, device_id=device_id,
-                             allow_mismatch=allow_mismatch)
-    _check_files(directory, meta.get("files", {}))
+        tp = load_transfer(root, space=space, setting=setting, device_id=device_id,
+                           allow_mismatch=allow_mismatch, meta=meta, shown=directory)
+        return PredictorDir(tp, tp.base_table, meta, root)
+    _check_files(root, meta.get("files", {}))
     if not allow_mismatch:
         _check_expected(meta, directory, space, setting, device_id)
     fs = meta["features"]
+    found = None
     if fs["uses_table"] and table is None:
-        table = _table_entries(_find_table(directory, meta), meta)
+        found = _find_table(root, meta)
+        table = _table_entries(found, meta)
     featurizer = make_featurizer(meta["space"], meta["setting"],
                                  table if fs["uses_table"] else None)
     if list(featurizer.names) != list(fs["names"]):
@@ -209,21 +294,22 @@ def load_predictor(directory: str | Path, *, space: str | None = None,
         raise PredictorFileError(f"predictor {str(directory)!r} lists no booster files")
     boosters = []
     for name in names:
-        path = directory / name
+        path = root / name
         booster = xgb.Booster()
         try:
             booster.load_model(str(path))
         except xgb.core.XGBoostError as e:
-            raise PredictorFileError(f"predictor file {path} cannot be read by XGBoost "
-                                     f"{xgb.__version__}: {str(e).splitlines()[0]}") from None
+            raise PredictorFileError(f"predictor file {directory / name} cannot be read by "
+                                     f"XGBoost {xgb.__version__}: {str(e).splitlines()[0]}") from None
         boosters.append(booster)
-    with np.load(directory / TRAINING, allow_pickle=False) as z:
+    with np.load(root / TRAINING, allow_pickle=False) as z:
         train_x, train_y = z["train_x"], z["train_y"]
     prior = Prior(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["prior"].items()})
-    return LatencyPredictor(
+    pred = LatencyPredictor(
         tuple(boosters), featurizer, _choice(meta["choice"]), prior, meta["unit"],
         PredictorConfig.from_dict(meta["config"]), int(meta["seed"]), meta["device_fingerprint"],
         tuple(meta["train_ids"]), train_x, train_y, meta["created"], meta["table_info"])
+    return PredictorDir(pred, found, meta, root)
 
 
 # -- the lookup table of a table-based predictor ----------------------------------------------
@@ -283,10 +369,14 @@ def predictor_table(directory: str | Path) -> LatencyTable | None:
     """The lookup table a predictor directory's predictor was fitted with (a transferred one:
     its base's), or None for a predictor without one."""
     directory = Path(directory)
-    meta = read_metadata(directory)
-    if meta["kind"] == TRANSFER_KIND:
-        return predictor_table(directory / meta["base"])
-    return _find_table(directory, meta) if meta["features"]["uses_table"] else None
+
+    def read(root: Path) -> LatencyTable | None:
+        meta = _read_metadata(root, directory)
+        if meta["kind"] == TRANSFER_KIND:
+            return predictor_table(root / meta["base"])
+        return _find_table(root, meta) if meta["features"]["uses_table"] else None
+
+    return one_version(directory, read)
 
 
 # Public names of the file helpers, for predictor.transfer.

@@ -195,16 +195,20 @@ def write_transfer(tp: TransferPredictor, directory: Path) -> None:
 
 def load_transfer(directory: str | Path, *, space: str | None = None,
                   setting: str | None = None, device_id: str | None = None,
-                  allow_mismatch: bool = False) -> TransferPredictor:
-    """Load a directory written by `save_transfer` (checked like any predictor)."""
+                  allow_mismatch: bool = False, meta: Mapping[str, Any] | None = None,
+                  shown: Path | None = None) -> TransferPredictor:
+    """Load a directory written by `write_transfer` (checked like any predictor); `meta`: its
+    metadata already read, `shown`: the name to give in messages (predictor.io reads one
+    version of a published directory this way)."""
     directory = Path(directory)
-    meta = read_metadata(directory)
+    shown = shown or directory
+    meta = read_metadata(directory) if meta is None else meta
     if meta.get("kind") != TRANSFER_KIND or meta.get("schema") != TRANSFER_SCHEMA:
-        raise PredictorFileError(f"{directory / METADATA} is not a transfer predictor of schema "
+        raise PredictorFileError(f"{shown / METADATA} is not a transfer predictor of schema "
                                  f"{TRANSFER_SCHEMA}; fit it again")
     check_files(directory, meta.get("files", {}))
     if not allow_mismatch:
-        check_expected(meta, directory, space, setting, device_id)
+        check_expected(meta, shown, space, setting, device_id)
     base_dir = directory / meta["base"]
     base = load_predictor(base_dir, allow_mismatch=True)
     table_path = base_dir / TABLE_FILE

@@ -58,3 +58,19 @@ def tflite_models(request: pytest.FixtureRequest) -> dict[str, bytes]:
     if cache is not None:
         cache.set(key, {name: base64.b64encode(b).decode() for name, b in models.items()})
     return models
+
+
+def shared_tflite_cache(request: pytest.FixtureRequest, workdir) -> None:
+    """Point `workdir`'s converter cache (WORKDIR/cache/tflite) at one kept in pytest's cache, so
+    the reference models and archs a test converts are converted once per machine, not once per
+    test (entries are keyed by the recipe and library versions: latency.export.cache_key)."""
+    import pathlib
+
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return
+    target = pathlib.Path(cache.mkdir("mnas_tflite"))
+    link = pathlib.Path(workdir) / "cache" / "tflite"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(target, target_is_directory=True)

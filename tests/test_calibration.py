@@ -1,14 +1,16 @@
 """Calibration rounds: which candidates, refits and their errors, and safety under SIGKILL.
 
-The device and the estimator are stand-ins (tests/calibration_standins.py: a slow fake device,
-a one-parameter estimator); the store, the tagged resumable measuring, the Calibrator and the
-search loop are the real ones. The real device and predictor run in the smoke search.
+The device is a stand-in (tests/calibration_standins.py: a slow fake device); the estimator is a
+one-parameter stand-in in the fast tests and the search's own (XGBoost refit + save_predictor)
+in the SIGKILL test; the store, the tagged resumable measuring, the Calibrator and the search
+loop are the real ones. The real device runs in the smoke search.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,13 +18,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from calibration.calibrator import Calibrator, point_id, round_points
+from calibration.calibrator import Calibrator, point_id, round_points, round_tag
 from calibration.policy import CalibrationPolicy, choose
-from calibration_standins import JsonEstimator, run, session
+from calibration_standins import (FIRST_FIT, PREDICTOR_DIR, SLICE, JsonEstimator, first_fit_specs, run,
+                                  session)
 from latency.store import MeasurementStore
 from mnas_jax.space import get_space, sample_tokens
+from predictor.io import read_predictor_dir
 
-STEPS = 4
+STEPS = 5
 POLICY = CalibrationPolicy(every=1, n_best=1, n_uncertain=1, n_random=1)
 
 
@@ -78,44 +82,87 @@ def _rows(workdir: Path) -> tuple[list, list, list]:
     return rows, rounds, refits
 
 
-def test_sigkill_during_a_round_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    ref_dir, killed = tmp_path / "ref", tmp_path / "killed"
-    run(ref_dir, STEPS, 0.0)
-    _, ref_rounds, _ = _rows(ref_dir)
-    assert len(ref_rounds) == STEPS
+def _all_rows(workdir: Path) -> list[tuple]:
+    """Every stored measurement, whole (id, kind, session, model, times)."""
+    with MeasurementStore.in_workdir(workdir, create=False) as store:
+        assert store.integrity_check() == "ok"
+        return [(r.id, r.record.kind, r.record.session, r.record.model_hash, r.record.median_ms)
+                for r in store.measurements()]
 
+
+def _check_predictor_is_one_whole_version(workdir: Path) -> tuple[str, ...]:
+    """The predictor directory loads whole (predictor, table, metadata of one save) and holds
+    only points the store has: the first fit's and those of stored rounds, none twice."""
+    loaded = read_predictor_dir(workdir / PREDICTOR_DIR)
+    meta, pred = loaded.metadata, loaded.predictor
+    assert list(pred.train_ids) == meta["train_ids"] and len(pred.train_x) == meta["n_train"]
+    assert loaded.table.to_dict()["sha256"] == meta["table_info"]["sha256"]
+    _, rounds, _ = _rows(workdir)
+    first = [s.arch_id for s in first_fit_specs(get_space(SLICE, "fmnist"))]
+    assert list(pred.train_ids[:len(first)]) == first
+    stored = {p[2] for r in rounds for p in round_points(r)}
+    later = pred.train_ids[len(first):]
+    assert set(later) <= stored and len(set(later)) == len(later)
+    return pred.train_ids
+
+
+def _kill_inside_round(workdir: Path, step: int, after_record: bool, delay: float) -> None:
+    """Run the search in a process; SIGKILL it `delay` s after round `step` began measuring (or,
+    `after_record`, after its record was stored: inside the refit and save)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "calibration_standins.py"),
-                             str(killed), str(STEPS), "0.05"], env=env)
-    try:  # kill once step 1's round has stored a pass but not yet its record
+                             str(workdir), str(STEPS), "0.02", "xgboost"], env=env)
+    try:
         deadline = time.time() + 180
         while time.time() < deadline:
-            time.sleep(0.05)
-            if not (killed / "mnas.sqlite").exists():
+            time.sleep(0.02)
+            if not (workdir / "mnas.sqlite").exists():
                 continue
             try:
-                rows, rounds, _ = _rows(killed)
+                rows, rounds, _ = _rows(workdir)
             except Exception:  # noqa: BLE001 - the database is being created
                 continue
-            if any(s == "calibration-step1" for s, _ in rows) and len(rounds) == 1:
+            if (len(rounds) > step) if after_record else any(s == round_tag(step) for s, _ in rows):
                 break
         else:
-            raise AssertionError("never caught the search inside a calibration round")
+            raise AssertionError(f"never caught the search inside calibration round {step}")
+        time.sleep(delay)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    rows_before, rounds_before, _ = _rows(killed)
-    assert len(rounds_before) == 1  # killed inside the second round
 
-    run(killed, STEPS, 0.0)
+
+def test_sigkill_during_real_rounds_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """The real chain (the search's PredictorEstimator: XGBoost refit + save_predictor, the
+    SQLite store) killed at random points of three rounds: after each kill the store holds every
+    measurement it held and the predictor directory is one whole version; a resumed search
+    completes every round, with no point lost or doubled and nothing measured twice."""
+    ref_dir, killed = tmp_path / "ref", tmp_path / "killed"
+    run(ref_dir, STEPS, 0.0, "xgboost")
+    _, ref_rounds, _ = _rows(ref_dir)
+    assert len(ref_rounds) == STEPS
+
+    rng = random.Random()
+    kills = [(1, False, rng.uniform(0.0, 0.5)), (2, False, rng.uniform(0.0, 0.5)),
+             (3, True, rng.uniform(0.0, 0.3))]
+    before: list[tuple] = []
+    for step, after_record, delay in kills:
+        _kill_inside_round(killed, step, after_record, delay)
+        rows = _all_rows(killed)
+        assert rows[:len(before)] == before, (step, delay)  # nothing stored was lost
+        before = rows
+        _check_predictor_is_one_whole_version(killed)
+
+    run(killed, STEPS, 0.0, "xgboost")
+    assert _all_rows(killed)[:len(before)] == before
     rows, rounds, refits = _rows(killed)
     # nothing measured twice: every candidate of every round has exactly its 3 passes
     per = Counter(rows)
-    assert all(n == 3 for (sess, _), n in per.items() if sess.startswith("calibration")), per
+    assert all(n == 3 for (sess, _), n in per.items() if sess.startswith("calibration")), (per, kills)
     assert [r["step"] for r in rounds] == list(range(STEPS)) and sorted(r["step"] for r in refits) == list(range(STEPS))
-    # no point lost, none doubled: the estimator on disk holds exactly the stored rounds' points
-    saved = json.loads((killed / "estimator.json").read_text())
-    assert saved["ids"] == [p[2] for r in rounds for p in round_points(r)]
+    # no point lost, none doubled: the saved predictor holds exactly the stored rounds' points
+    ids = _check_predictor_is_one_whole_version(killed)
+    assert list(ids[FIRST_FIT:]) == [p[2] for r in rounds for p in round_points(r)], kills
     # and the interrupted search measured what the uninterrupted one did
     strip = lambda rs: [[(c["arch_id"], round(c["measured"], 9)) for c in r["candidates"]] for r in rs]  # noqa: E731
-    assert strip(rounds) == strip(ref_rounds)
+    assert strip(rounds) == strip(ref_rounds), kills

@@ -55,10 +55,15 @@ def test_round_trip_gives_identical_predictions(fitted, saved, data):
     assert len(loaded.refit(data.tokens[400:420], data.ms[400:420]).train_ids) == 170
 
 
-def test_save_replaces_atomically(fitted, saved):
+def test_save_replaces_atomically(fitted, saved, monkeypatch):
     (saved / "stale.txt").write_text("old")
+    old = saved.resolve()
     save_predictor(fitted, saved)
     assert not (saved / "stale.txt").exists()
+    # the replaced version stays whole for readers that resolved the link before the switch
+    assert (old / "stale.txt").exists() and saved.resolve() != old
+    monkeypatch.setattr("mnas_jax.files.KEEP_SECONDS", 0.0)  # then it goes, at a later save
+    save_predictor(fitted, saved)
     names = sorted(p.name for p in saved.parent.iterdir())
     # the published name and the one version it points to; no temp dirs, no old versions
     assert len(names) == 2 and names[1] == "pred" and names[0].startswith(".pred.v")
@@ -90,7 +95,7 @@ def test_a_reader_never_sees_a_missing_or_partial_predictor(fitted, saved):
     load_predictor(saved)
 
 
-def test_a_killed_save_leaves_the_previous_predictor(saved, tmp_path):
+def test_a_killed_save_leaves_the_previous_predictor(saved, tmp_path, monkeypatch):
     """SIGKILL a process that saves over and over: the directory still loads afterwards."""
     import os
     import signal
@@ -115,6 +120,7 @@ while True:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     load_predictor(saved)
+    monkeypatch.setattr("mnas_jax.files.KEEP_SECONDS", 0.0)  # what no reader can hold any more
     save_predictor(load_predictor(saved), saved)  # and the next save tidies what the kill left
     assert len(list(saved.parent.glob(".pred.*"))) == 1
 

@@ -88,3 +88,53 @@ def test_soft_reward_above_the_screen_is_not_zero() -> None:
     spec = SPACE.decode([0] * len(SPACE.choices))
     acc = standin_child(spec, 0).accuracy
     assert float(REWARD(acc, 1.6 * REWARD.target)) > 0.9 * acc
+
+
+def _all_screened_step(searcher, step: int = 0):
+    """One real search step in which every draw is screened (T far below every latency); returns
+    the drawn tokens, their predicted latency and their log-probabilities before and after."""
+    import copy
+
+    from mnas_jax.search.step import search_step
+
+    before = copy.copy(searcher)  # the state is immutable: the copy keeps the params of now
+
+    def evaluate(step, cands, on_result):
+        raise AssertionError("nothing may train in an all-screened step")
+
+    out = search_step(step, searcher=searcher, space=SPACE, estimator=MacsLatency(),
+                      reward=RewardConfig.preset("soft", 0.01), evaluate=evaluate,
+                      config=LoopConfig(steps=1, batch_size=4, screen_factor=1.5, seed=0,
+                                        max_draws_factor=3))
+    assert all(c.screened for c in out.candidates) and len(out.candidates) == 12
+    tokens = np.stack([c.tokens for c in out.candidates])
+    latency = np.array([c.latency for c in out.candidates])
+    assert out.record["screened_update"] < 0  # the rule: below every trained child's reward
+    return latency, before.log_probs(tokens), searcher.log_probs(tokens)
+
+
+def test_a_step_with_everything_screened_pushes_the_controller_toward_lower_latency() -> None:
+    """PPO's default (a batch centred on its own mean): the update favours the screened
+    candidates nearest the cut; their predicted latency ranks the change of log-probability."""
+    latency, before, after = _all_screened_step(PPOSearcher(SPACE.choices, PPOConfig(), seed=0))
+    change = after - before
+    assert not np.allclose(change, 0.0)
+    assert np.corrcoef(latency, change)[0, 1] < -0.5
+    fast, slow = np.argsort(latency)[:4], np.argsort(latency)[-4:]
+    assert change[fast].mean() > change[slow].mean()
+
+
+def test_a_step_with_everything_screened_pushes_reinforce_away_from_them() -> None:
+    """REINFORCE against a baseline of trained children's rewards: every screened candidate's
+    reward is below it, so the step makes all of them less likely."""
+    from mnas_jax.search.searchers import reinforce_config
+    from mnas_jax.search.step import search_step
+
+    searcher = PPOSearcher(SPACE.choices, reinforce_config(), seed=0)
+    search_step(0, searcher=searcher, space=SPACE, estimator=MacsLatency(), reward=REWARD,
+                config=LoopConfig(steps=1, batch_size=4, screen_factor=None, seed=0),
+                evaluate=lambda step, cands, on_result: {c.index: standin_child(c.spec, 0)
+                                                         for c in cands})
+    assert float(searcher.state.baseline) > 0  # a baseline of real rewards
+    _, before, after = _all_screened_step(searcher, step=1)
+    assert np.all(after < before)

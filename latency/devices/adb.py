@@ -26,7 +26,6 @@ import hashlib
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -34,8 +33,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from latency.devices.base import DeviceError, DeviceUnreachable, check_tflite_bytes
+from latency.devices.children import run_command
 from latency.measurement import Fingerprint, Measurement
-from latency.protocol import (NORMAL_IQR, MeasureProtocol, MeasurementTimeout, RunStats,
+from latency.protocol import (NORMAL_IQR, MeasureProtocol, RunStats,
                               measure_with_retries, to_measurement)
 
 #: Distance between the 5th and 95th percentiles of a normal distribution, in std units.
@@ -61,13 +61,10 @@ Runner = Callable[[Sequence[str], "float | None"], RunResult]
 
 
 def subprocess_runner(argv: Sequence[str], timeout_s: float | None) -> RunResult:
-    """The real runner: subprocess with merged output; TimeoutExpired -> MeasurementTimeout."""
-    try:
-        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise MeasurementTimeout(f"{shlex.join(argv)} did not finish in {timeout_s} s") from None
-    return RunResult(done.returncode, done.stdout)
+    """The real runner: merged output; a timeout is a MeasurementTimeout, and a timeout, an
+    exception, SIGINT, SIGTERM or exit ends the command's whole process group
+    (latency.devices.children)."""
+    return RunResult(*run_command(argv, timeout_s))
 
 
 class BenchmarkStats(NamedTuple):

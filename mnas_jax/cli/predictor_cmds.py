@@ -133,7 +133,7 @@ def _fit_device(args: argparse.Namespace) -> int:
     from latency.lut import table_file
     from latency.session import DeviceSession
     from mnas_jax.space import get_space, sample_specs
-    from predictor.io import TABLE_FILE, predictor_dir, save_predictor
+    from predictor.io import predictor_dir, save_predictor
     from predictor.relative_fit import fit_on_device
 
     space = get_space(args.space, args.setting)
@@ -147,8 +147,7 @@ def _fit_device(args: argparse.Namespace) -> int:
                              space=space, table_path=table_file(
                                  args.workdir, space.name, setting, fp.device_id))
     out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
-    save_predictor(pred, out)
-    table.save(out / TABLE_FILE)  # the directory carries its table
+    save_predictor(pred, out, table=table)  # the directory carries its table
     info = {"predictor_dir": str(out), "n_train": len(specs), "device": fp.device_id,
             "space": space.name, "setting": setting, "unit": "relative",
             "target": pred.choice.target}
@@ -158,16 +157,16 @@ def _fit_device(args: argparse.Namespace) -> int:
 
 
 def _fit_transfer(args: argparse.Namespace) -> int:
-    from latency.cached import measure_relative, recent_reference_ms
-    from latency.measurement import model_hash
+    from latency.cached import measure_relative, reference_ms
     from latency.session import DeviceSession
     from mnas_jax.space import get_space, sample_specs
-    from predictor.io import load_predictor, predictor_dir, predictor_table, save_predictor
+    from predictor.io import predictor_dir, read_predictor_dir, save_predictor
     from predictor.transfer import TransferPredictor
 
     space = get_space(args.space, args.setting)
     setting = space.setting
-    base = load_predictor(args.transfer_from, space=space.name, setting=setting)
+    base_dir = read_predictor_dir(args.transfer_from, space=space.name, setting=setting)
+    base = base_dir.predictor
     with DeviceSession.open(args.device, args.workdir) as session:
         fp = session.device.fingerprint()
         if fp.device_id == base.device_id:
@@ -176,10 +175,9 @@ def _fit_transfer(args: argparse.Namespace) -> int:
         k = args.n or 20
         specs = sample_specs(space, k, args.seed + 77)
         y = measure_relative(session, specs, progress=not args.quiet)
-        ref_hash = model_hash(session.reference_bytes(setting))  # this setting's reference
-        ref_ms = recent_reference_ms(session.store, fp.device_id, model_hash=ref_hash)
-    tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=predictor_table(
-        args.transfer_from), reference_ms=ref_ms)
+        ref_ms = reference_ms(session, setting)  # this setting's reference only
+    tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=base_dir.table,
+                               reference_ms=ref_ms)
     out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
     save_predictor(tp, out)
     info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id,
@@ -246,14 +244,17 @@ def _fit_external(args: argparse.Namespace) -> int:
                         f"for the {len(data)} archs of {args.data}")
     ev = fit_and_evaluate(data, args.train_size, args.seed, test_size=args.test_size)
     out = args.output or Path("predictors") / f"{data.device}-{data.space}"
-    save_predictor(ev.predictor, out)
     report = dict(ev.report, predictor_dir=str(out), data=str(args.data))
-    write_atomic(out / REPORT_NAME, json.dumps(report, indent=1, sort_keys=True) + "\n")
     series = {k: (ev.test_pred[k], ev.test_ms) for k in ("predictor", "onehot_ridge",
                                                          "macs_linear") if k in ev.test_pred}
-    plot_predicted_vs_measured(str(out / PLOT_NAME), series, unit="ms",
-                               title=f"{data.device} ({data.space}): {report['train_size']} "
-                                     f"train, {report['test_size']} test, seed {args.seed}")
+
+    def report_and_plot(tmp: Path) -> None:  # inside the directory's swap, beside the predictor
+        write_atomic(tmp / REPORT_NAME, json.dumps(report, indent=1, sort_keys=True) + "\n")
+        plot_predicted_vs_measured(str(tmp / PLOT_NAME), series, unit="ms",
+                                   title=f"{data.device} ({data.space}): {report['train_size']} "
+                                         f"train, {report['test_size']} test, seed {args.seed}")
+
+    save_predictor(ev.predictor, out, extra=report_and_plot)
     if args.json:
         print_json(report)
         return 0
@@ -282,11 +283,12 @@ def _arch_inputs(texts: Sequence[str], space_name: str, setting: str) -> list[An
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from predictor.io import load_predictor, predictor_table
+    from predictor.io import read_predictor_dir
 
-    pred = load_predictor(args.model)
+    loaded = read_predictor_dir(args.model)  # predictor and table from one version
+    pred = loaded.predictor
     transferred = getattr(pred, "base", None) is not None
-    table = None if transferred else predictor_table(args.model)
+    table = None if transferred else loaded.table
     # ms from the relative unit: the reference's median on the predictor's device
     ref_ms = getattr(pred, "reference_ms", None) if transferred else (
         None if table is None else table.reference_ms)

@@ -22,13 +22,13 @@ import numpy as np
 
 from calibration.calibrator import Calibrator
 from latency.cached import ensure_table as ensure_device_table
-from latency.cached import measure_relative, recent_reference_ms
+from latency.cached import measure_relative, reference_ms
 from latency.lut import LatencyTable, table_file
 from latency.session import DeviceSession
 from latency.store import MeasurementStore
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.files import write_atomic
-from mnas_jax.reward import RewardConfig
+from mnas_jax.reward import RewardConfig, Target
 from mnas_jax.search.assess import Assessed, retrain_seeds
 from mnas_jax.search.children import check_data, train_child
 from mnas_jax.search.config import SearchConfig, identity
@@ -40,7 +40,7 @@ from mnas_jax.search.types import Evaluator
 from mnas_jax.search.workdir import local_workdir
 from mnas_jax.space import ArchSpec, SearchSpace, get_space, narrower_space, reference, sample_specs
 from mnas_jax.train.runtime import driver_only_cpu
-from predictor.io import load_predictor, predictor_table, save_predictor
+from predictor.io import load_predictor, read_predictor_dir, save_predictor
 from predictor.relative_fit import fit_on_device
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,13 @@ def _status(msg: str) -> None:
 # -- phases ---------------------------------------------------------------------------------------
 
 def resolve_search_target(config: SearchConfig, space: SearchSpace, session: DeviceSession) -> ResolvedTarget:
-    """T in the search's unit (multiples of the space's reference measured beside every candidate)."""
-    device_id = session.device.fingerprint().device_id
-    return resolve_target(config.target, space, recent_reference_ms(session.store, device_id))
+    """T in the search's unit (multiples of the space's reference measured beside every
+    candidate); a target in ms is divided by the recent median of this setting's reference on
+    the device, measured first when the work directory holds none."""
+    ms = None
+    if not Target.parse(config.target).is_relative and space.reference_name is not None:
+        ms = reference_ms(session, space.setting, space.reference_name)
+    return resolve_target(config.target, space, ms)
 
 
 def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
@@ -132,8 +136,9 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
     if resume and pdir.exists():
         pred = load_predictor(pdir, setting=space.setting, device_id=device_id)
     else:
-        pred = load_predictor(path, setting=space.setting, device_id=device_id)
-        table = None if getattr(pred, "base", None) is not None else predictor_table(path)
+        given = read_predictor_dir(path, setting=space.setting, device_id=device_id)
+        pred = given.predictor
+        table = None if getattr(pred, "base", None) is not None else given.table
         if table is not None and not table_file(workdir, table.space, table.setting,
                                                 table.device_id).exists():
             table.save(table_file(workdir, table.space, table.setting, table.device_id))

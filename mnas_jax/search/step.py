@@ -8,6 +8,16 @@ restricted to the unscreened region (rejection sampling): every trained child ge
 configured reward, soft or hard, and the soft reward is not turned into a hard cut at
 ``screen_factor * T`` (a reward of 0 for screened candidates would do that).
 
+A step whose every draw was screened (``max_draws_factor x batch_size`` of them) trains nothing,
+and a controller that is never told about them would stay where it drifted. Then, and only then,
+the controller is told the screened candidates with `screened_reward`: minus how far each one's
+predicted latency lies beyond the screening cut, ``-(LAT / (screen_factor * T) - 1)``, which is
+below 0 and so below every trained child's reward (>= 0). Every advantage rule pushes away from
+them: against a baseline of real rewards all are negative, and a batch centred on its own mean
+(PPO's default) still favours the screened candidates nearest the cut, i.e. lower latency. These
+rewards are the controller's only; the candidates' samples keep no reward (they trained no
+child).
+
 The step knows nothing of stores or checkpoints: `mnas_jax.search.loop` gives it an `evaluate`
 that reuses stored results and an `on_result` that stores each result as it arrives; a benchmark
 gives it a stand-in accuracy.
@@ -106,6 +116,12 @@ def reward_of(result: ChildResult | None, lat: float, reward: RewardConfig) -> f
     return float(reward(result.accuracy, lat))
 
 
+def screened_reward(latency: float, screen_factor: float, target: float) -> float:
+    """The controller's reward for a screened candidate of a step in which every candidate was
+    screened (module doc): minus how far its predicted latency lies beyond the cut (< 0)."""
+    return -(latency / (screen_factor * target) - 1.0)
+
+
 def screened_result(cand: Candidate, config: LoopConfig, target: float) -> ChildResult:
     """The result of a screened candidate: no training, the reason recorded."""
     return ChildResult(cand.spec.arch_id, "screened", None,
@@ -128,10 +144,15 @@ def search_step(step: int, *, searcher: Any, space: SearchSpace, estimator: Late
     if trained:
         results.update(evaluate(step, trained, on_result))
     record: dict[str, Any] = {"step": step, "drawn": len(cands), "screened": len(cands) - len(trained)}
-    if not trained:
-        log.warning("step %d: all %d candidates drawn were screened; no controller update", step, len(cands))
+    if not trained:  # the controller learns from the screened candidates' predicted latency
+        assert config.screen_factor is not None  # nothing is screened without a factor
+        told = np.array([screened_reward(c.latency, config.screen_factor, reward.target) for c in cands])
+        log.warning("step %d: all %d candidates drawn were screened; the controller is told their "
+                    "predicted latency beyond the cut (mean reward %.3g)", step, len(cands), told.mean())
+        metrics = searcher.tell(np.stack([c.tokens for c in cands]), told)
         return StepOutcome(cands, results, np.zeros(0),
-                           {**record, "mean_reward": float("nan"), "max_reward": float("nan")})
+                           {**record, "mean_reward": float("nan"), "max_reward": float("nan"),
+                            "screened_update": float(told.mean()), **metrics})
     rewards = np.array([reward_of(results[c.index], c.latency, reward) for c in trained])
     metrics = searcher.tell(np.stack([c.tokens for c in trained]), rewards)
     return StepOutcome(cands, results, rewards, {**record, "mean_reward": float(rewards.mean()),

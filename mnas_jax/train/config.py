@@ -71,7 +71,6 @@ class TrainConfig:
     checkpoint_dir: str | None = None  # orbax checkpoints (full trainings); None: none
     checkpoint_every_epochs: float = 5.0
     compile_cache_dir: str | None = None  # JAX persistent compilation cache
-    distributed: DistributedConfig | None = None
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "epochs", "base_learning_rate", "decay_epochs", "eval_batch_size", "log_every")

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from latency.cached import measure_relative, recent_reference_ms
-from latency.measurement import model_hash
+from latency.cached import measure_relative, reference_ms
 from latency.session import DeviceSession, setting_of
 from mnas_jax.search.tabular.parts import TableArch
 from mnas_jax.search.tabular.table import TabularBenchmark
@@ -49,13 +48,7 @@ class DeviceTableLatency:
         """The setting's reference model's recent median ms on the device (measured if need be)."""
         if self._reference_ms is None:
             spec = self.space.decode([0] * len(self.space.choices))
-            ref_hash = model_hash(self.session.reference_bytes(setting_of(spec)))
-            device_id = self.session.device.fingerprint().device_id
-            ms = recent_reference_ms(self.session.store, device_id, model_hash=ref_hash)
-            if ms is None:
-                measure_relative(self.session, [spec], progress=False)
-                ms = recent_reference_ms(self.session.store, device_id, model_hash=ref_hash)
-            self._reference_ms = float(ms)  # type: ignore[arg-type]
+            self._reference_ms = reference_ms(self.session, setting_of(spec))
         return self._reference_ms
 
     def measure_rows(self, tokens: Sequence[Sequence[int]]) -> np.ndarray:
