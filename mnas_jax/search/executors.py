@@ -71,14 +71,16 @@ def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] 
     given = {"resources": context.get_assigned_resources(),
              "accelerator_ids": {k: v for k, v in context.get_accelerator_ids().items() if v},
              "node_id": context.get_node_id()}
-    prepare_process()  # XLA flags and the shared compilation cache before JAX starts its backend
-    import jax
+    platform = None
+    if resources is not None:  # the check starts JAX's backend; unchecked children start their own
+        prepare_process()  # XLA flags and the shared compilation cache before JAX starts its backend
+        import jax
 
-    platform = jax.default_backend()
-    wrong = None if resources is None else platform_mismatch(resources, platform)
-    if wrong is not None:  # never train on the CPU when an accelerator was asked for
-        return ChildResult(ArchSpec.from_string(spec_string).arch_id, "failed", None, wrong, 0.0,
-                           {**given, "platform": platform})
+        platform = jax.default_backend()
+        wrong = platform_mismatch(resources, platform)
+        if wrong is not None:  # never train on the CPU when an accelerator was asked for
+            return ChildResult(ArchSpec.from_string(spec_string).arch_id, "failed", None, wrong, 0.0,
+                               {**given, "platform": platform})
     saved = None
     if cores and context.get_node_id() == driver_node:  # beside the local latency device
         saved = os.sched_getaffinity(0)
@@ -88,7 +90,8 @@ def _ray_child(train_fn: TrainFn, spec_string: str, seed: int, cores: list[int] 
     finally:
         if saved is not None:  # the worker process may serve other tasks next
             os.sched_setaffinity(0, saved)
-    return dataclasses.replace(result, extra={**result.extra, **given, "platform": platform})
+    extra = {**result.extra, **given, **({"platform": platform} if platform else {})}
+    return dataclasses.replace(result, extra=extra)
 
 
 def remote_options(resources: Mapping[str, float]) -> dict[str, Any]:
