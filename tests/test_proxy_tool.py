@@ -92,6 +92,8 @@ def test_committed_selection_keeps_the_runs_of_the_first():
     assert len(sel.candidates) >= 20 and len(space) >= 16
     assert {bin_of(c.relative_latency, edges) for c in space} >= set(range(16))  # every bin filled
     check_rows(read_rows(RUNS / "results.jsonl"), sel, RUNS / "results.jsonl")  # the campaign's rows fit
+    cached = json.loads((RUNS / "zero_cost.json").read_text())["scores"]
+    assert set(sel.by_id()) <= set(cached)  # the report's zero-cost baseline costs nothing more
 
 
 class _StandIn:

@@ -29,21 +29,20 @@ DEFAULT_OUT = "benchmarks/reports"
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `proxy` command group (select, train, report) to the CLI."""
-    from mnas_jax.fidelity.budgets import DEFAULT_TRAIN
-    from mnas_jax.fidelity.selection import LATENCY_RANGE, N_BINS, WIDTHS
-
-    p = sub.add_parser("proxy", help="proxy fidelity: candidates, proxy + reference trainings, rank report")
-    cmds = p.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND")
-    cmds.required = True
-
-    def common(q: argparse.ArgumentParser) -> None:
+    cmds = sub.add_parser("proxy", help="proxy fidelity: candidates, proxy + reference trainings, rank "
+                          "report").add_subparsers(dest="proxy_command", metavar="SUBCOMMAND", required=True)
+    for add in (_add_select, _add_train, _add_report):  # then the options every subcommand has
+        q = add(cmds)
         q.add_argument("--workdir", default=DEFAULT_WORKDIR,
                        help=f"archs.json, results.jsonl, checkpoints, store (default {DEFAULT_WORKDIR})")
         q.add_argument("--json", action="store_true", help="print the result as one JSON line")
         q.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
 
+
+def _add_select(cmds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from mnas_jax.fidelity.selection import LATENCY_RANGE, N_BINS, WIDTHS
+
     s = cmds.add_parser("select", help="pick correlation candidates stratified over measured latency")
-    common(s)
     s.add_argument("--space", default="mnasnet", help="search space (or a slice BASE@ITEMS)")
     s.add_argument("--setting", default="fmnist", help="setting of the space (the search's)")
     s.add_argument("--device", default="local", help="latency device that measures the pool")
@@ -64,9 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated names of --keep to keep wherever they fall (they have runs; "
                         "default: the one nearest each bin's centre)")
     s.set_defaults(func=_select)
+    return s
+
+
+def _add_train(cmds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from mnas_jax.fidelity.budgets import DEFAULT_TRAIN
 
     t = cmds.add_parser("train", help="train the candidates at the budgets; resumes where it stopped")
-    common(t)
     t.add_argument("--budget", default=",".join(DEFAULT_TRAIN), help="comma-separated budget names")
     t.add_argument("--names", default=None, help="comma-separated candidates to train, in this order "
                                                  "(default: all, cheapest and dearest alternating)")
@@ -84,9 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data-dir", default=None, help="where --data lives (default: Fashion-MNIST's)")
     t.add_argument("--dry-run", action="store_true", help="print the runs still to do and stop")
     t.set_defaults(func=_train)
+    return t
 
+
+def _add_report(cmds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r = cmds.add_parser("report", help="rank agreement of each proxy with the reference -> md/json/png")
-    common(r)
     r.add_argument("--results", type=Path, default=None, help="results file (default WORKDIR/results.jsonl)")
     r.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
                    help=f"directory of proxy_fidelity.{{md,json,png}} (default {DEFAULT_OUT})")
@@ -97,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", default="fmnist", help="data of the zero-cost batch (as for train)")
     r.add_argument("--data-dir", default=None, help="where --data lives (default: Fashion-MNIST's)")
     r.set_defaults(func=_report)
+    return r
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -135,7 +141,8 @@ def _select(args: argparse.Namespace) -> int:
         keep_path = target  # the first format: keep what is stratified, refill the rest
     keep = read_selection(keep_path) if keep_path is not None else None
     if keep is not None and keep.setting not in (None, args.setting):
-        raise UserError(f"--keep {keep_path} is a selection of setting {keep.setting!r}, not {args.setting!r}")
+        raise UserError(f"--keep {keep_path} is a selection of setting {keep.setting!r}, "
+                        f"not {args.setting!r}")
     space = get_space(args.space, args.setting)
     if space.reference_name is None:
         raise UserError(f"space {args.space!r} in setting {args.setting!r} has no reference model to "
@@ -212,8 +219,8 @@ def _child(spec_string: str, seed: int, budget: Any, checkpoint_root: str, data:
     from mnas_jax.fidelity.training import train_run
     from mnas_jax.search.types import ChildResult
 
-    row = train_run(spec_string, seed, budget, checkpoint_root=checkpoint_root, data=data, data_dir=data_dir,
-                    on_step=on_step)
+    row = train_run(spec_string, seed, budget, checkpoint_root=checkpoint_root, data=data,
+                    data_dir=data_dir, on_step=on_step)
     return ChildResult(row["arch_id"], "ok" if row["status"] == "ok" else "failed", row["val_accuracy"],
                        row["reason"], row["wall_seconds"], {"row": row})
 
@@ -231,7 +238,8 @@ class _ExecutorRunner:
 
         if self.in_process:
             for run in runs:
-                self.executor.train_fn = functools.partial(_child, budget=budget, on_step=on_step(run), **self.child)
+                self.executor.train_fn = functools.partial(_child, budget=budget, on_step=on_step(run),
+                                                           **self.child)
                 self.executor.evaluate([run.candidate.arch], [run.seed], deliver([run]))
             return
         self.executor.train_fn = functools.partial(_child, budget=budget, **self.child)
@@ -262,7 +270,8 @@ def _plan(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any], Path
         raise UserError(f"--seeds {args.seeds} must be >= 1")
     names = _names(args.names)
     order = selection.pick(names) if names else interleaved(selection.candidates)
-    return selection, plan_runs(order, budgets, args.seeds, _repeat(args.repeat_reference, selection)), results
+    runs = plan_runs(order, budgets, args.seeds, _repeat(args.repeat_reference, selection))
+    return selection, runs, results
 
 
 def _make_executor(args: argparse.Namespace) -> Any:
@@ -287,17 +296,26 @@ def _train(args: argparse.Namespace) -> int:
         done = done_runs(read_rows(results))
         todo = [r for r in runs if r.key not in done]
         if args.json:
-            print_json({"todo": [[r.candidate.name, r.budget.name, r.seed] for r in todo], "done": len(runs) - len(todo)})
+            print_json({"todo": [[r.candidate.name, r.budget.name, r.seed] for r in todo],
+                        "done": len(runs) - len(todo)})
         else:
             print_table(f"mnas proxy train: {len(todo)} runs to do ({len(runs) - len(todo)} done)",
-                        ("candidate", "budget", "seed"), [(r.candidate.name, r.budget.name, r.seed) for r in todo])
+                        ("candidate", "budget", "seed"),
+                        [(r.candidate.name, r.budget.name, r.seed) for r in todo])
         return 0
-    executor = _make_executor(args)
     data_dir = None if args.data_dir is None else str(Path(args.data_dir).resolve())
-    runner = _ExecutorRunner(executor, args.executor == "local", checkpoint_root=str((workdir / "checkpoints").resolve()),
-                             data=args.data, data_dir=data_dir)
+    if runs:  # the data opens here first (one line if it cannot), then stays open for local runs
+        from mnas_jax.fidelity.training import open_source
+
+        spec = runs[0].candidate.arch
+        open_source(args.data, data_dir, runs[0].budget.config.input_size or spec.input_size,
+                    spec.input_channels, spec.num_classes)
+    executor = _make_executor(args)
+    runner = _ExecutorRunner(executor, args.executor == "local", data=args.data, data_dir=data_dir,
+                             checkpoint_root=str((workdir / "checkpoints").resolve()))
     try:
-        summary = train_missing(runs, results, runner, parallel=args.executor == "ray", progress=not args.quiet)
+        summary = train_missing(runs, results, runner, parallel=args.executor == "ray",
+                                progress=not args.quiet)
     finally:
         if hasattr(executor, "shutdown"):
             executor.shutdown()
@@ -307,11 +325,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         print_table(f"mnas proxy train: {len(summary.appended)} runs appended to {results} "
                     f"({summary.skipped} done before)", ("candidate", "budget", "seed", "val acc", "wall s"),
-                    [(r["name"], r["budget"], r["seed"], _or_dash(r.get("val_accuracy")), f"{r['wall_seconds']:.0f}")
-                     for r in summary.appended])
+                    [(r["name"], r["budget"], r["seed"], _or_dash(r.get("val_accuracy")),
+                      f"{r['wall_seconds']:.0f}") for r in summary.appended])
     if summary.failed:  # a failure of the training machinery, not of the user: status 1
         print(f"mnas: error: {len(summary.failed)} run(s) raised and were not recorded (the same command "
-              "retries them): " + "; ".join(f"{label}: {one_line(Exception(why))}" for label, why in summary.failed),
+              "retries them): " + "; ".join(f"{label}: {one_line(Exception(why))}"
+                                            for label, why in summary.failed),
               file=sys.stderr)
         return 1
     return 0
@@ -327,7 +346,8 @@ def _zero_cost(args: argparse.Namespace, selection: Any, workdir: Path) -> dict[
     specs = [c.arch for c in selection.candidates]
 
     def batch_of(spec: Any):
-        source = open_source(args.data, args.data_dir, spec.input_size, spec.input_channels, spec.num_classes)
+        source = open_source(args.data, args.data_dir, spec.input_size, spec.input_channels,
+                             spec.num_classes)
         return first_batch(source, args.zero_cost_batch)
 
     with Progress("zero-cost scores", len(specs), enabled=not args.quiet) as bar:
@@ -338,6 +358,7 @@ def _zero_cost(args: argparse.Namespace, selection: Any, workdir: Path) -> dict[
 def _report(args: argparse.Namespace) -> int:
     from mnas_jax.fidelity.budgets import DEFAULT_TRAIN, PROXY, budget_table
     from mnas_jax.fidelity.candidates import read_selection
+    from mnas_jax.fidelity.report import fmt as _fmt
     from mnas_jax.fidelity.report import summarise, write_report
     from mnas_jax.fidelity.results import check_rows, read_rows
 
@@ -352,24 +373,18 @@ def _report(args: argparse.Namespace) -> int:
     budgets = [b for b in budget_table().values()
                if b.role != PROXY or b.name in DEFAULT_TRAIN or b.name in trained]
     zero = None if args.no_zero_cost else _zero_cost(args, selection, workdir)
-    summary = summarise(selection, rows, budgets, seeds=args.seeds, zero_cost=zero, resamples=args.resamples)
+    summary = summarise(selection, rows, budgets, seeds=args.seeds, zero_cost=zero,
+                        resamples=args.resamples)
     paths = write_report(summary, args.out)
     if args.json:
         print_json(summary)
         return 0
-    print_table(f"mnas proxy report: {summary['status']}", ("budget", "n", "tau", "95% interval", "seed tau", "s/child"),
-                [(b["name"], b["n"], _fmt(b["kendall_tau"]), _fmt(b["tau_ci"]), _fmt(b["seed_tau"]), _fmt(b["cost_s"], 1))
-                 for b in summary["budgets"]]
-                + [(f"({name})", b["n"], _fmt(b["kendall_tau"]), _fmt(b["tau_ci"]), "-", "0")
+    print_table(f"mnas proxy report: {summary['status']}",
+                ("budget", "n", "tau", "95% interval", "seed tau", "s/child"),
+                [(b["name"], b["n"], _fmt(b["kendall_tau"]), _fmt(b["tau_ci"]), _fmt(b["seed_tau"]),
+                  _fmt(b["cost_s"], 1)) for b in summary["budgets"]]
+                + [(f"({name})", b["n"], _fmt(b["kendall_tau"]), _fmt(b["tau_ci"]), "-", "-")
                    for name, b in summary["baselines"].items()])
     print(f"recommended: {summary['recommended'] or 'none'} ({summary['recommended_reason']})")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
-    return f"{value:.{digits}f}"

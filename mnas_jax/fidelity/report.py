@@ -47,7 +47,8 @@ def _proxy_entry(budget: Budget, ids: Sequence[str], runs: Mapping[RunKey, dict[
                  ref: Mapping[str, float], seeds: int, resamples: int) -> dict[str, Any]:
     rows = [runs[(a, budget.name, s)] for a in ids for s in range(seeds) if (a, budget.name, s) in runs]
     full = [a for a in ids if all((a, budget.name, s) in runs for s in range(seeds))]
-    scores = np.array([[_acc(runs[(a, budget.name, s)]) for s in range(seeds)] for a in full]).reshape(len(full), seeds)
+    scores = np.array([[_acc(runs[(a, budget.name, s)]) for s in range(seeds)] for a in full])
+    scores = scores.reshape(len(full), seeds)
     paired = [i for i, a in enumerate(full) if a in ref]
     proxy = scores[paired].mean(axis=1) if paired else np.zeros(0)
     truth = [ref[full[i]] for i in paired]
@@ -82,6 +83,9 @@ def recommend(budgets: Sequence[dict[str, Any]], macs_tau: float | None) -> tupl
     """The cheapest budget meeting the goal (see RULE), and why (or why none does)."""
     if macs_tau is None:
         return None, "no MACs tau yet (fewer than 4 candidates with a reference run)"
+    if all(b["kendall_tau"] is None for b in budgets):
+        return None, (f"no proxy budget has a tau yet (fewer than {MIN_N} candidates with "
+                      "reference and proxy runs)")
     good = [b for b in budgets if b["kendall_tau"] is not None and b["kendall_tau"] >= GOAL_TAU
             and b["tau_ci"] is not None and b["tau_ci"][0] > macs_tau and b["cost_s"] is not None]
     if not good:
@@ -104,7 +108,8 @@ def summarise(selection: Selection, rows: list[dict[str, Any]], budgets: Sequenc
         raise ValueError("no reference budget to rank against")
     ref = {a: _acc(runs[(a, reference.name, REFERENCE_SEED)]) for a in ids
            if (a, reference.name, REFERENCE_SEED) in runs}
-    ref_rows = [runs[(a, reference.name, s)] for a in ids for s in range(seeds) if (a, reference.name, s) in runs]
+    ref_rows = [runs[(a, reference.name, s)] for a in ids for s in range(seeds)
+                if (a, reference.name, s) in runs]
     entries = [_proxy_entry(b, ids, runs, ref, seeds, resamples) for b in budgets if b.role == "proxy"]
     have = [a for a in ids if a in ref]
     by_id = selection.by_id()
@@ -115,8 +120,8 @@ def summarise(selection: Selection, rows: list[dict[str, Any]], budgets: Sequenc
     baselines = {}
     for name, score in free.items():
         paired = [a for a in have if a in score]
-        baselines[name] = {**agreement([score[a] for a in paired], [ref[a] for a in paired], resamples=resamples),
-                           "points": [[ref[a], score[a]] for a in paired]}
+        stat = agreement([score[a] for a in paired], [ref[a] for a in paired], resamples=resamples)
+        baselines[name] = {**stat, "points": [[ref[a], score[a]] for a in paired]}
     if "zero_cost" in baselines:
         baselines["zero_cost"]["method"] = "grad_norm at initialisation, one batch"
     macs_tau = baselines["macs"]["kendall_tau"]
@@ -129,7 +134,8 @@ def summarise(selection: Selection, rows: list[dict[str, Any]], budgets: Sequenc
         "n_archs": len(ids), "status": status,
         "reference": {"budget": reference.name, "epochs": reference.config.epochs,
                       "images": _int(_median([r["images"] for r in ref_rows])),
-                      "input_size": reference.config.input_size or (ref_rows[0]["input_size"] if ref_rows else None),
+                      "input_size": reference.config.input_size or (ref_rows[0]["input_size"]
+                                                                    if ref_rows else None),
                       "batch_size": reference.config.batch_size, "n_done": len(ref),
                       "runs": len(ref_rows), "cost_s": _median([r["wall_seconds"] for r in ref_rows])},
         "budgets": entries, "baselines": baselines,
@@ -146,11 +152,12 @@ def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _f(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table: ``digits`` decimals, '-' for None, '[lo, hi]' for an interval."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_f(v, digits) for v in value) + "]"
+        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
@@ -159,24 +166,27 @@ def markdown(summary: dict[str, Any]) -> str:
     ref = summary["reference"]
     lines = [f"# Proxy fidelity ({summary['space']} space, {summary['setting']} setting)", "",
              f"{summary['n_archs']} correlation candidates (selection {summary['selection_id']}); "
-             f"reference: budget `{ref['budget']}`, {_f(ref['epochs'], 1)} epochs "
-             f"({_f(ref['images'])} images at {_f(ref['input_size'])}x{_f(ref['input_size'])}, "
-             f"{_f(ref['cost_s'], 0)} s per child). {summary['status']}.", "",
+             f"reference: budget `{ref['budget']}`, {fmt(ref['epochs'], 1)} epochs "
+             f"({fmt(ref['images'])} images at {fmt(ref['input_size'])}x{fmt(ref['input_size'])}, "
+             f"{fmt(ref['cost_s'], 0)} s per child). {summary['status']}.", "",
              "| budget | input | images | runs | n | Kendall tau | 95% interval | Spearman | top-25% "
              "| seed-vs-seed tau | cost s/child | compile s | mean acc |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b in summary["budgets"]:
-        lines.append(f"| {b['name']} | {_f(b['input_size'])} | {_f(b['images'])} | {b['runs']} | {b['n']} | "
-                     f"{_f(b['kendall_tau'])} | {_f(b['tau_ci'])} | {_f(b['spearman'])} | "
-                     f"{_f(b['top25_overlap'], 2)} | {_f(b['seed_tau'])} | {_f(b['cost_s'], 1)} | "
-                     f"{_f(b['compile_s'], 1)} | {_f(b['mean_accuracy'])} |")
+        lines.append(f"| {b['name']} | {fmt(b['input_size'])} | {fmt(b['images'])} | {b['runs']} | "
+                     f"{b['n']} | "
+                     f"{fmt(b['kendall_tau'])} | {fmt(b['tau_ci'])} | {fmt(b['spearman'])} | "
+                     f"{fmt(b['top25_overlap'], 2)} | {fmt(b['seed_tau'])} | {fmt(b['cost_s'], 1)} | "
+                     f"{fmt(b['compile_s'], 1)} | {fmt(b['mean_accuracy'])} |")
     lines += ["", "Free baselines, ranked the same way against the reference:", "",
-              "| baseline | n | Kendall tau | 95% interval | Spearman | top-25% |", "|---|---|---|---|---|---|"]
+              "| baseline | n | Kendall tau | 95% interval | Spearman | top-25% |",
+              "|---|---|---|---|---|---|"]
     for name, b in summary["baselines"].items():
-        lines.append(f"| {name} | {b['n']} | {_f(b['kendall_tau'])} | {_f(b['tau_ci'])} | "
-                     f"{_f(b['spearman'])} | {_f(b['top25_overlap'], 2)} |")
+        lines.append(f"| {name} | {b['n']} | {fmt(b['kendall_tau'])} | {fmt(b['tau_ci'])} | "
+                     f"{fmt(b['spearman'])} | {fmt(b['top25_overlap'], 2)} |")
     seed_line = (f"{summary['reference_seed_tau']:.3f} over {summary['reference_seed_n']} candidates"
-                 if summary["reference_seed_tau"] is not None else f"null ({summary['reference_seed_reason']})")
+                 if summary["reference_seed_tau"] is not None
+                 else f"null ({summary['reference_seed_reason']})")
     lines += ["", f"Noise ceilings: the reference's own seed-vs-seed tau: {seed_line}; each proxy's is "
               "its seed-vs-seed column.", "",
               f"**Recommended: {summary['recommended'] or 'none'}** ({summary['recommended_reason']}). "
@@ -206,7 +216,10 @@ def plot(summary: dict[str, Any]) -> Any:
         if points:
             xy = np.asarray(points, float)
             ax.scatter(xy[:, 0], xy[:, 1], s=14)
-        shown = "tau -" if t is None else f"tau {t:.2f}" + ("" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]")
+            if name in ("macs", "params"):
+                ax.set_yscale("log")
+        shown = "tau -" if t is None else f"tau {t:.2f}"
+        shown += "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
         ax.set_title(f"{name}: {shown}", fontsize=8)
         ax.set_xlabel("reference accuracy", fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)

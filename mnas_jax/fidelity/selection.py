@@ -2,12 +2,13 @@
 reference model, by MEASURED latency, plus the reference model's widths.
 
 Latency is measured in one steady session (see `measuring`), the candidates kept from an
-earlier selection and the reference widths included. The pool is measured in rounds: first architectures spread evenly over MACs (which order
-latency only roughly: in the fmnist setting a 32M-MAC net ran at 0.25x MobileNetV2 and a
-36M-MAC one at 0.62x), then, for the bins still empty, the architectures a latency predictor
-fitted on everything measured so far puts nearest those bins' centres. A bin is filled only by
-a measured value inside it. Candidates of an earlier selection can be kept (with their names
-and ids), so that their finished runs keep counting; only the bins they leave empty are filled.
+earlier selection and the reference widths included. The pool is measured in rounds: first
+architectures spread evenly over MACs (which order latency only roughly: in the fmnist setting
+a 64.8M-MAC net ran at 0.95x MobileNetV2 and a 70.9M-MAC one at 0.82x), then, for the bins
+still empty, the architectures a latency predictor fitted on everything measured so far puts
+nearest those bins' centres. A bin is filled only by a measured value inside it. Candidates of
+an earlier selection can be kept (with their names and ids), so that their finished runs keep
+counting; only the bins they leave empty are filled.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def select_candidates(space: SearchSpace, measure: Measure, *, pool: int = 48, s
     if named is not None:
         kept = {c.name: bin_of(fresh[c.arch_id], edges) for c in named}
     else:
-        binned = keep_in_bins([dataclasses.replace(c, relative_latency=fresh[c.arch_id]) for c in eligible], edges)
+        remeasured = [dataclasses.replace(c, relative_latency=fresh[c.arch_id]) for c in eligible]
+        binned = keep_in_bins(remeasured, edges)
         kept = {c.name: b for b, c in binned.items()}
     occupied = {b for b in kept.values() if b is not None}
     chosen: dict[int, ArchSpec] = {}
@@ -182,16 +184,18 @@ def select_candidates(space: SearchSpace, measure: Measure, *, pool: int = 48, s
         measured.update((s.arch_id, (s, v)) for s, v in zip(batch, measure(batch)))
     start = next_index([c.name for c in old] + list(taken_names))
     rows = [dataclasses.replace(c, relative_latency=fresh[c.arch_id]) for c in old_space if c.name in kept]
-    rows += [Candidate(f"space-{start + k:02d}", s.arch_id, s.to_string(), measured[s.arch_id][1], arch_macs(s))
-             for k, (b, s) in enumerate(sorted(chosen.items()))]
+    rows += [Candidate(f"space-{start + k:02d}", s.arch_id, s.to_string(), measured[s.arch_id][1],
+                       arch_macs(s)) for k, (b, s) in enumerate(sorted(chosen.items()))]
     cands = sorted(rows, key=lambda c: c.relative_latency)
-    cands += [Candidate(w, s.arch_id, s.to_string(), fresh[s.arch_id], arch_macs(s)) for w, s in width_specs.items()]
+    cands += [Candidate(w, s.arch_id, s.to_string(), fresh[s.arch_id], arch_macs(s))
+              for w, s in width_specs.items()]
     previous = {c.name: c.relative_latency for c in old if c.name in kept or c.arch_id in width_ids}
     notes = {"kept": [c.name for c in cands if c.name in kept],
              "dropped": [c.name for c in old_space if c.name not in kept],
              "previous_relative_latency": previous, "measured": len(measured), "rounds": r + 1,
              "empty_bins": [b for b in range(bins) if b not in occupied and b not in chosen],
-             "outside_range": [c.name for c in cands[:len(rows)] if bin_of(c.relative_latency, edges) is None],
+             "outside_range": [c.name for c in cands[:len(rows)]
+                               if bin_of(c.relative_latency, edges) is None],
              "bin_edges": [round(float(e), 4) for e in edges]}
     control = space.reference_name
     if control in width_specs:  # the reference measured as a candidate: 1.0 in a steady session

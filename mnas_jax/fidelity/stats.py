@@ -98,7 +98,8 @@ def seed_tau(scores: np.ndarray) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
-def agreement(x: Sequence[float], y: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def agreement(x: Sequence[float], y: Sequence[float], *, resamples: int = 1000,
+              seed: int = 0) -> dict[str, Any]:
     """Kendall tau (with its bootstrap interval), Spearman and top-25% overlap of ``x`` against
     ``y``; nulls with fewer than ``MIN_N`` candidates."""
     n = len(x)

@@ -71,7 +71,8 @@ def plan_runs(order: Sequence[Candidate], budgets: Sequence[Budget], seeds: int,
     candidates of ``repeat_reference`` that are in ``order``."""
     if seeds < 1:
         raise ValueError(f"seeds {seeds} must be >= 1")
-    runs = [Run(c, b, s) for c in order for b in budgets for s in (range(1) if b.is_reference else range(seeds))]
+    runs = [Run(c, b, s) for c in order for b in budgets
+            for s in (range(1) if b.is_reference else range(seeds))]
     again = {c.arch_id for c in repeat_reference}
     runs += [Run(c, b, s) for c in order if c.arch_id in again for b in budgets if b.is_reference
              for s in range(1, seeds)]
@@ -184,7 +185,8 @@ def train_missing(runs: Sequence[Run], results: str | Path, runner: Runner, *, p
                 append_row(results, row)
                 summary.appended.append(row)
                 acc = row.get("val_accuracy")
-                note = f"{run.label}: acc {'-' if acc is None else f'{acc:.4f}'} in {row['wall_seconds']:.0f} s"
+                shown = "-" if acc is None else f"{acc:.4f}"
+                note = f"{run.label}: acc {shown} in {row['wall_seconds']:.0f} s"
             bar.update(count, note=note)
 
         def on_step(run: Run) -> StepCallback | None:

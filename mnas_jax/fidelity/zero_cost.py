@@ -50,7 +50,10 @@ def first_batch(source: Any, batch: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(b.images), np.asarray(b.labels)
 
 
-def cached_scores(specs: Sequence[ArchSpec], cache: str | Path, batch_of: Callable[[ArchSpec], tuple[np.ndarray, np.ndarray]],
+Batch = tuple[np.ndarray, np.ndarray]  # (images, labels)
+
+
+def cached_scores(specs: Sequence[ArchSpec], cache: str | Path, batch_of: Callable[[ArchSpec], Batch],
                   *, batch: int = 64, seed: int = 0,
                   on_score: Callable[[ArchSpec], None] | None = None) -> dict[str, float]:
     """Scores by arch id, from ``cache`` where it has them (same method, batch and seed),
