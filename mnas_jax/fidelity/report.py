@@ -140,7 +140,7 @@ def summarise(selection: Selection, rows: list[dict[str, Any]], budgets: Sequenc
                       "runs": len(ref_rows), "cost_s": _median([r["wall_seconds"] for r in ref_rows])},
         "budgets": entries, "baselines": baselines,
         **_reference_seed_tau(ids, runs, reference.name, seeds),
-        "recommended": best, "recommended_reason": why, "rule": RULE,
+        "recommended": best, "recommended_reason": why, "rule": RULE, "resamples": resamples,
         "candidates": [{"name": c.name, "arch_id": c.arch_id, "relative_latency": c.relative_latency,
                         "macs": c.macs, "params": int(free["params"][c.arch_id]),
                         "zero_cost": free.get("zero_cost", {}).get(c.arch_id),
@@ -193,7 +193,7 @@ def markdown(summary: dict[str, Any]) -> str:
               f"Rule: {summary['rule']}.", "",
               "Conventions: a proxy's score is the mean accuracy over its seeds, ranked against the "
               "reference's seed 0; a failed run scores 0; intervals: percentile bootstrap over "
-              "candidates (1,000 resamples, fixed seed); cost: median wall seconds of the budget's "
+              f"candidates ({summary['resamples']:,} resamples, fixed seed); cost: median wall seconds of the budget's "
               "runs (compile + train + evaluate; runs in one process share compiled stages). "
               "Plot: proxy_fidelity.png. Reproduce: `mnas proxy select`, `mnas proxy train`, "
               "`mnas proxy report`."]
