@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "predictor_cmds",
     "train_cmds",
     "search_cmds",
+    "proxy_cmds",
 )
 
 
