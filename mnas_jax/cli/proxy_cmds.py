@@ -213,9 +213,9 @@ class _device_measure:
 def _child(spec_string: str, seed: int, budget: Any, checkpoint_root: str, data: str,
            data_dir: str | None, on_step: Any = None) -> Any:
     """One run as an executor child (a top-level function Ray ships): the result row in `extra`."""
-    from mnas_jax.train.xla_cpu import configure_xla_cpu
+    from mnas_jax.train.runtime import prepare_process
 
-    configure_xla_cpu()  # before this process's first JAX computation (no-op after it)
+    prepare_process()  # XLA flags and the shared compilation cache, before the first JAX computation
     from mnas_jax.fidelity.training import train_run
     from mnas_jax.search.types import ChildResult
 
