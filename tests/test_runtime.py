@@ -197,3 +197,17 @@ def test_different_failures_or_a_success_let_the_search_go_on(tmp_path) -> None:
     guard = FailFast(0)
     for _ in range(5):
         guard.see(ChildResult("x", "failed", None, "same", 0.0))  # k=0: off
+
+
+def test_stage_by_stage_only_on_one_cpu_device() -> None:
+    """layerwise="auto" (the proxy and smoke presets): stage by stage on a CPU with one device,
+    one program per network on more devices or an accelerator; False: always one program."""
+    from mnas_jax.train.config import TrainConfig, get_preset, trains_stage_by_stage
+
+    assert get_preset("proxy").layerwise == "auto" and get_preset("paper").layerwise is False
+    assert trains_stage_by_stage("auto", 1, "cpu") and trains_stage_by_stage(True, 1, "cpu")
+    assert not trains_stage_by_stage("auto", 2, "cpu")
+    assert not trains_stage_by_stage("auto", 1, "gpu") and not trains_stage_by_stage("auto", 1, "tpu")
+    assert not trains_stage_by_stage(False, 1, "cpu")
+    with pytest.raises(ValueError, match="layerwise='sometimes'"):
+        TrainConfig(layerwise="sometimes")

@@ -58,11 +58,13 @@ class TrainConfig:
     prefetch: int = 2
     # -- engineering -----------------------------------------------------------------------
     dw_impl: str = "auto"  # "auto" (shift on CPU, xla elsewhere), "shift" or "xla"
-    # One compiled executable per distinct layer, shared by every child containing that layer
-    # (short proxy runs on CPU, where compiling dominates); False: one per network (full
-    # trainings and accelerators, where whole-network fusion pays). On more than one device, or
-    # on a GPU/TPU, a child trains as one network whatever this says. See train/layerwise.py.
-    layerwise: bool = False
+    # "auto": one compiled executable per distinct layer, shared by every child containing that
+    # layer, where that is measured faster: the CPU with one device (short proxy runs, where
+    # compiling dominates); one program per network elsewhere (more devices, GPU/TPU: whole-network
+    # fusion pays). False: one program per network everywhere (full trainings). True: as "auto"
+    # (per-stage executables are single-device CPU programs). Both compile the same recipe
+    # (train/recipe.py). See `trains_stage_by_stage` and train/layerwise.py.
+    layerwise: bool | str = False
     # Train and evaluate at this input resolution instead of the setting's: the same
     # architecture on smaller images, a cheaper proxy whose fidelity benchmarks/proxy_fidelity
     # measures. None: the setting's input size.
@@ -79,6 +81,8 @@ class TrainConfig:
                 raise ValueError(f"{field}={getattr(self, field)!r} must be > 0")
         if self.bn_recalibration_examples < 0:
             raise ValueError(f"bn_recalibration_examples={self.bn_recalibration_examples!r} must be >= 0")
+        if self.layerwise not in (False, True, "auto"):
+            raise ValueError(f"layerwise={self.layerwise!r}; use 'auto', True or False")
         if self.layerwise and self.checkpoint_dir:
             raise ValueError("layer-wise training (short proxy runs) does not checkpoint; "
                              "set layerwise=False for a checkpointed training")
@@ -97,6 +101,12 @@ class TrainConfig:
     def learning_rate(self) -> float:
         """The peak learning rate: the base rate scaled by batch size (linear scaling rule)."""
         return self.base_learning_rate * self.batch_size / 256.0
+
+
+def trains_stage_by_stage(layerwise: bool | str, num_devices: int, platform: str) -> bool:
+    """Whether a child with this ``layerwise`` setting trains stage by stage on this placement:
+    only on the CPU with one device (where it was measured faster), never with False."""
+    return bool(layerwise) and num_devices == 1 and platform == "cpu"
 
 
 def paper() -> TrainConfig:
@@ -135,7 +145,7 @@ def proxy() -> TrainConfig:
         ema_decay=None,
         evaluate_test=False,
         log_every=40,
-        layerwise=True,
+        layerwise="auto",
         input_size=16,
     )
 
@@ -156,7 +166,7 @@ def smoke() -> TrainConfig:
         ema_decay=None,
         evaluate_test=False,
         log_every=2,
-        layerwise=True,
+        layerwise="auto",
     )
 
 

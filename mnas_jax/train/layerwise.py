@@ -23,12 +23,12 @@ import numpy as np
 
 from mnas_jax.data.source import Batch
 from mnas_jax.models.depthwise import DepthwiseImpl
-from mnas_jax.models.layers import BN_MOMENTUM
 from mnas_jax.models.stages import Stage, merge_stage_trees, net_stages, stage_tree
 from mnas_jax.space import ArchSpec
 from mnas_jax.train.compile import Compiled
 from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.optim import ema_decay_at, learning_rate_schedule, optimizer_parts
+from mnas_jax.train.recipe import batch_statistics
 from mnas_jax.train.sharding import Placement
 from mnas_jax.train.stage_compile import StageCache, StageFns, StaticHyper
 from mnas_jax.train.state import debiased_batch_stats
@@ -123,7 +123,7 @@ def _batch_stats_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
         x, out = batch.images, []
         for i, f in enumerate(fns[:-1]):
             x, new, _ = f.forward(params[i], jax.tree.map(jnp.zeros_like, stats[i]), x)
-            out.append(jax.tree.map(lambda r: r / (1.0 - BN_MOMENTUM), new))
+            out.append(batch_statistics(new))
         out.append(fns[-1].batch_stats(params[-1], stats[-1], x))
         return merge_stage_trees(list(zip(stages, out)))
 

@@ -24,7 +24,7 @@ from mnas_jax.models.depthwise import DepthwiseImpl, default_impl
 from mnas_jax.space import ArchSpec
 from mnas_jax.train.checkpoint import Checkpointer
 from mnas_jax.train.compile_cache import enable_compile_cache
-from mnas_jax.train.config import TrainConfig
+from mnas_jax.train.config import TrainConfig, trains_stage_by_stage
 from mnas_jax.train.optim import make_optimizer
 from mnas_jax.train.result import FAILED, OK, TrainResult
 from mnas_jax.train.sharding import Placement, check_batch_size, make_placement
@@ -147,7 +147,7 @@ def train_and_evaluate(spec: ArchSpec, config: TrainConfig, key: jax.Array,
     init_seed = int(jax.random.randint(init_key, (), 0, 2**31 - 1))
     # numpy-seeded, so every process builds the same values before they are replicated
     variables = jax.device_put(init_variables(model, (1, *data.image_shape), seed=init_seed), placement.replicated)
-    if config.layerwise and placement.num_devices == 1 and placement.platform == "cpu":
+    if trains_stage_by_stage(config.layerwise, placement.num_devices, placement.platform):
         compiled = compile_layerwise(spec, impl, config, variables, placement, dropout_key, steps_per_epoch,
                                      total_steps, stage_cache if stage_cache is not None else process_cache())
     else:

@@ -24,12 +24,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from mnas_jax.models.layers import BN_MOMENTUM
 from mnas_jax.models.stages import Stage
 from mnas_jax.train.compile import cpu_only
 from mnas_jax.train.optim import OptimizerParts
+from mnas_jax.train.recipe import (batch_statistics, correct_count, ema_update, eval_sums, example_count,
+                                   masked_loss, rmsprop_update, smoothed_targets, squared_norm,
+                                   step_dropout_key)
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +64,6 @@ class StageFns(NamedTuple):
     batch_stats: Callable | None = None  # tail: (params, stats, x) -> BN batch statistics
 
 
-def _sumsq(tree: Any) -> jax.Array:
-    return sum((jnp.sum(jnp.square(g)) for g in jax.tree.leaves(tree)), jnp.zeros((), jnp.float32))
-
-
-def _update(parts: OptimizerParts, grads: Any, opt: tuple, params: Any, lr: jax.Array) -> tuple[Any, tuple]:
-    """optax.rmsprop's order with the learning rate as an argument (see optim.optimizer_parts)."""
-    updates, before = parts.before.update(grads, opt[0], params)
-    updates = jax.tree.map(lambda u: -lr * u, updates)
-    updates, after = parts.after.update(updates, opt[1])
-    return optax.apply_updates(params, updates), (before, after)
-
-
-def _ema(ema: Any, params: Any, decay: jax.Array) -> Any:
-    if ema is None:
-        return None
-    return jax.tree.map(lambda a, v: a * decay + v * (1.0 - decay), ema, params)
-
-
 def _chain_forward(stage: Stage, first: bool) -> Callable:
     module = stage.module
 
@@ -103,8 +86,8 @@ def _chain_backward(parts: OptimizerParts, first: bool) -> Callable:
                  decay: jax.Array) -> tuple:
         grads = vjp(dy)
         dparams, dx = (grads[0], None) if first else grads
-        new_params, opt = _update(parts, dparams, opt, params, lr)
-        return dx, new_params, opt, _ema(ema, new_params, decay), _sumsq(dparams)
+        new_params, opt = rmsprop_update(parts, dparams, opt, params, lr)
+        return dx, new_params, opt, ema_update(ema, new_params, decay), squared_norm(dparams)
 
     return backward
 
@@ -121,30 +104,26 @@ def _tail_train(stage: Stage, parts: OptimizerParts, hyper: StaticHyper, num_cla
 
     def train(params: Any, stats: Any, opt: tuple, ema: Any, x: jax.Array, labels: jax.Array,
               mask: jax.Array, key: jax.Array, step: jax.Array, lr: jax.Array, decay: jax.Array) -> tuple:
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), hyper.label_smoothing)
-        count = jnp.maximum(jnp.sum(mask), 1.0)
-        rngs = {"dropout": jax.random.fold_in(key, step)}
+        targets = smoothed_targets(labels, num_classes, hyper.label_smoothing)
+        count = example_count(mask)
+        rngs = {"dropout": step_dropout_key(key, step)}
 
         def loss_fn(p: Any, v: jax.Array) -> tuple[jax.Array, tuple]:
             logits, upd = module.apply({"params": p, "batch_stats": stats}, v, True, mutable=["batch_stats"],
                                        rngs=rngs)
-            loss = jnp.sum(optax.softmax_cross_entropy(logits, targets) * mask) / count
-            return loss, (logits, upd.get("batch_stats", {}))
+            return masked_loss(logits, targets, mask, count), (logits, upd.get("batch_stats", {}))
 
         (loss, (logits, new_stats)), (dparams, dx) = jax.value_and_grad(loss_fn, (0, 1), has_aux=True)(params, x)
-        new_params, opt = _update(parts, dparams, opt, params, lr)
-        correct = jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
-        return dx, loss, correct, new_params, new_stats, opt, _ema(ema, new_params, decay), _sumsq(dparams)
+        new_params, opt = rmsprop_update(parts, dparams, opt, params, lr)
+        correct = correct_count(logits, labels, mask)
+        return dx, loss, correct, new_params, new_stats, opt, ema_update(ema, new_params, decay), squared_norm(dparams)
 
     return train
 
 
 def _tail_evaluate(stage: Stage) -> Callable:
     def evaluate(params: Any, stats: Any, x: jax.Array, labels: jax.Array, mask: jax.Array) -> dict:
-        logits = stage.module.apply({"params": params, "batch_stats": stats}, x, False)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-        return {"correct": jnp.sum(correct * mask), "loss": jnp.sum(ce * mask), "count": jnp.sum(mask)}
+        return eval_sums(stage.module.apply({"params": params, "batch_stats": stats}, x, False), labels, mask)
 
     return evaluate
 
@@ -154,7 +133,7 @@ def _tail_batch_stats(stage: Stage) -> Callable:
         zeros = jax.tree.map(jnp.zeros_like, stats)
         _, upd = stage.module.apply({"params": params, "batch_stats": zeros}, x, True, mutable=["batch_stats"],
                                     rngs={"dropout": jax.random.key(0)})
-        return jax.tree.map(lambda r: r / (1.0 - BN_MOMENTUM), upd.get("batch_stats", {}))
+        return batch_statistics(upd.get("batch_stats", {}))
 
     return batch_stats
 
