@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_process(probe=False)
     from latency.cached import ensure_table, measure_relative, reference_ms
-    from latency.lut import table_file
     from latency.session import DeviceSession
+    from latency.workdir import Workdir
     from mnas_jax.files import write_atomic
     from mnas_jax.space import get_space, sample_specs
     from mnas_jax.space.nasbench_macro import code_of
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         fit_specs = diverse_specs(space, args.n_fit, 0)
         y_fit = measure_relative(session, fit_specs)
         pred = fit_on_device(fit_specs, y_fit, table, fingerprint=fp.to_dict(), space=space, seed=0,
-                             table_path=table_file(args.workdir, space.name, space.setting, fp.device_id))
-        pdir = args.workdir / "predictors" / "nasbench-macro-local"
+                             table_path=Workdir.of(args.workdir).table(space.name, space.setting, fp.device_id))
+        pdir = Workdir.of(args.workdir).predictors / "nasbench-macro-local"
         save_predictor(pred, pdir, table=table)
         val_specs = sample_specs(space, args.n_validate, 1, pred.train_ids)
         # validation labels as the search's device checks take them: the median of 4 interleaved

@@ -99,11 +99,11 @@ def _table_build_seconds(store: Any, device_id: str) -> dict[str, Any]:
 def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test: int
                   ) -> dict[str, Any]:
     from latency.cached import ensure_table, measure_relative, reference_hash
-    from latency.lut import table_file
     from latency.lut_build import TABLE_PASSES
     from latency.session import DeviceSession
+    from latency.workdir import Workdir
     from mnas_jax.space import get_space
-    from predictor.io import predictor_dir, save_predictor
+    from predictor.io import save_predictor
     from predictor.metrics import plot_predicted_vs_measured, report
     from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 
@@ -111,7 +111,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
     train, test = _specs(n_train, n_test)
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
         fp = session.device.fingerprint()
-        existed = table_file(workdir, SPACE, SETTING, fp.device_id).exists()
+        existed = Workdir.of(workdir).table(SPACE, SETTING, fp.device_id).exists()
         t0 = time.perf_counter()
         table = ensure_table(session, workdir, space)
         table_wall = time.perf_counter() - t0
@@ -134,7 +134,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
     t0 = time.perf_counter()
     pred = fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), space=space, seed=0)
     fit_seconds = time.perf_counter() - t0
-    save_predictor(pred, predictor_dir(workdir, SPACE, SETTING, fp.device_id))
+    save_predictor(pred, Workdir.of(workdir).device_predictor(SPACE, SETTING, fp.device_id))
     ev = evaluate_on_fresh(pred, test, y_test)
     ev_pass1 = evaluate_on_fresh(pred, test, pass1)
     seeds = {0: ev["methods"]["predictor"]}  # the fit's own randomness: CV folds, bagging
@@ -184,7 +184,8 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
     from latency.protocol import MeasureProtocol
     from latency.session import DeviceSession
     from mnas_jax.space import get_space
-    from predictor.io import load_predictor, predictor_dir
+    from latency.workdir import Workdir
+    from predictor.io import load_predictor
     from predictor.metrics import report
     from predictor.relative_fit import fit_on_device
     from predictor.transfer import TransferPredictor
@@ -194,7 +195,7 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
     with DeviceSession.open(REFERENCE_DEVICE, workdir) as session:
         fp = session.device.fingerprint()
         table = ensure_table(session, workdir, space)
-        saved = predictor_dir(workdir, SPACE, SETTING, fp.device_id)
+        saved = Workdir.of(workdir).device_predictor(SPACE, SETTING, fp.device_id)
         if saved.exists():  # written by the local section
             base = load_predictor(saved, space=SPACE, setting=SETTING, device_id=fp.device_id,
                                   table=table.entries_relative)

@@ -122,7 +122,8 @@ def load_any_predictor(directory: str | pathlib.Path, table_path: str | None = N
     The table is `--table`, else where `mnas predictor fit` / `mnas search` put it: <workdir>/
     tables/<space>-<setting>-<device>.json beside <workdir>/predictors/<dir>.
     """
-    from latency.lut import LatencyTable, table_file
+    from latency.lut import LatencyTable
+    from latency.workdir import Workdir
     from predictor.io import load_predictor, read_metadata
 
     directory = pathlib.Path(directory)
@@ -134,8 +135,8 @@ def load_any_predictor(directory: str | pathlib.Path, table_path: str | None = N
             if not info.get("device_id"):
                 raise SystemExit(f"predictor {str(directory)!r} was fitted with a lookup table "
                                  "but names no table device: pass --table PATH")
-            table_path = str(table_file(directory.parent.parent, meta["space"], meta["setting"],
-                                        info["device_id"]))
+            table_path = str(Workdir(directory.parent.parent).table(meta["space"], meta["setting"],
+                                                                    info["device_id"]))
         table = LatencyTable.load(table_path, space=meta["space"], setting=meta["setting"],
                                   device_id=info.get("device_id")).entries_relative
         log.info("lookup table %s", table_path)

@@ -12,12 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
-from latency.lut import LatencyTable, table_file
+from latency.lut import LatencyTable
 from latency.lut_build import TABLE_PASSES, build_table
 from latency.measurement import model_hash
 from latency.reference import RECENT, stored_reference_ms
 from latency.session import REFERENCE, DeviceSession
 from latency.store import MeasurementRecord, MeasurementStore, new_session_id
+from latency.workdir import Workdir
 from mnas_jax.space import ArchSpec, SearchSpace
 
 
@@ -91,12 +92,12 @@ def build_space_table(session: DeviceSession, space: SearchSpace, *, passes: int
                        progress=progress, passes=passes)
 
 
-def ensure_table(session: DeviceSession, workdir: str | Path, space: SearchSpace,
+def ensure_table(session: DeviceSession, workdir: str | Path | Workdir, space: SearchSpace,
                  progress: bool = True, passes: int = TABLE_PASSES) -> LatencyTable:
     """The device's table for the space: loaded if built, else built (resumable) with each
     layer measured `passes` times and saved in the work directory."""
     device_id = session.device.fingerprint().device_id
-    path = table_file(workdir, space.name, space.setting, device_id)
+    path = Workdir.of(workdir).table(space.name, space.setting, device_id)
     if path.exists():
         return LatencyTable.load(path, space=space.name, setting=space.setting, device_id=device_id)
     table = build_space_table(session, space, passes=passes, progress=progress)

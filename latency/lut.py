@@ -21,11 +21,6 @@ from mnas_jax.space import ArchSpec, LayerSpec
 TABLE_SCHEMA = 1
 
 
-def table_file(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
-    """Where a work directory keeps the table of a space setting (or slice) on a device."""
-    return Path(workdir) / "tables" / f"{space}-{setting}-{device_id}.json"
-
-
 class TableMismatchError(ValueError):
     """A table from another device, space or setting than the caller expects."""
 

@@ -19,6 +19,7 @@ from latency.interleaved import InterleavedResult, interleaved_records, measure_
 from latency.prefetch import PrefetchExporter, split_cores
 from latency.protocol import MeasureProtocol
 from latency.store import MeasurementStore, new_session_id
+from latency.workdir import Workdir
 from mnas_jax.space import ArchSpec, SETTINGS, reference
 
 REFERENCE = "mobilenetv2"
@@ -47,10 +48,10 @@ class DeviceSession:
     rounds: int = 2  # interleaved rounds per measurement of a set of archs (see measure_rounds)
 
     @classmethod
-    def open(cls, device_spec: str, workdir: str | Path, protocol: MeasureProtocol | None = None,
-             rounds: int = 2) -> DeviceSession:
+    def open(cls, device_spec: str, workdir: str | Path | Workdir,
+             protocol: MeasureProtocol | None = None, rounds: int = 2) -> DeviceSession:
         """Open the device, the store of ``workdir`` and an exporter (1-thread local: own core)."""
-        workdir = Path(workdir)
+        workdir = Workdir.of(workdir)
         device = open_device(device_spec)
         convert_cores = None
         # a single-threaded local device gets a core of its own; a multi-threaded one takes every
@@ -61,7 +62,7 @@ class DeviceSession:
                 device = LocalDevice(threads=device.threads, xnnpack=device.xnnpack,
                                      core=measure_core)
         store = MeasurementStore.in_workdir(workdir)
-        exporter = PrefetchExporter(workdir / "cache" / "tflite", convert_cores)
+        exporter = PrefetchExporter(workdir.tflite_cache, convert_cores)
         return cls(device, store, exporter, device_spec.split(":")[0],
                    protocol or MeasureProtocol(), rounds)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from latency.measurement import Fingerprint, Measurement, canonical_json
 from latency.protocol import MeasureProtocol
+from latency.workdir import Workdir
 from mnas_jax.files import write_atomic
 
 SCHEMA_VERSION = 1
-DEFAULT_DB_NAME = "mnas.sqlite"
 RECORD_KINDS = ("arch", "layer", "reference")
 
 _SCHEMA = f"""
@@ -186,9 +186,9 @@ class MeasurementStore:
             raise
 
     @classmethod
-    def in_workdir(cls, workdir: str | Path, create: bool = True) -> MeasurementStore:
+    def in_workdir(cls, workdir: str | Path | Workdir, create: bool = True) -> MeasurementStore:
         """The store of a work directory (its default database file)."""
-        return cls(Path(workdir) / DEFAULT_DB_NAME, create=create)
+        return cls(Workdir.of(workdir).store, create=create)
 
     def _init(self, busy_timeout_s: float) -> None:
         c = self._conn

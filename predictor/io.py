@@ -21,18 +21,17 @@ import os
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import xgboost as xgb
 
-from latency.lut import LatencyTable, table_file
+from latency.lut import LatencyTable
+from latency.workdir import Workdir
 from mnas_jax.files import current_version, replace_dir_atomic
 from predictor.features import TableLike, make_featurizer
+from predictor.kinds import Predictor
 from predictor.model import Choice, LatencyPredictor, PredictorConfig, Prior, device_id_of
-
-if TYPE_CHECKING:
-    from predictor.transfer import TransferPredictor
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -96,7 +95,7 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def save_predictor(pred: LatencyPredictor | TransferPredictor, directory: str | Path, *,
+def save_predictor(pred: Predictor, directory: str | Path, *,
                    table: LatencyTable | None = None,
                    extra: Callable[[Path], None] | None = None) -> Path:
     """Write the predictor to `directory`, replaced as a whole in one atomic step: at every
@@ -107,16 +106,11 @@ def save_predictor(pred: LatencyPredictor | TransferPredictor, directory: str | 
     as `table.json` (`table`; when not given, the table.json of the version replaced is carried
     over if it is still the predictor's table, so a refit keeps it) and whatever `extra(tmp)`
     writes (reports, plots)."""
-    if table is None and getattr(pred, "table_info", None) and Path(directory).exists():
+    if table is None and pred.table_info and Path(directory).exists():
         table = _carried_table(Path(directory), pred.table_info)
 
     def fill(tmp: Path) -> None:
-        if getattr(pred, "kind", None) == TRANSFER_KIND:
-            from predictor.transfer import write_transfer
-
-            write_transfer(pred, tmp)
-        else:
-            write_predictor(pred, tmp)
+        pred.write(tmp)
         if table is not None:
             table.save(tmp / TABLE_FILE)
         if extra is not None:
@@ -209,19 +203,23 @@ def _choice(d: Mapping[str, Any]) -> Choice:
 class PredictorDir:
     """One version of a predictor directory read whole: the predictor, the lookup table it
     reads (a transferred one: its base's; None without one or when the caller gave the
-    entries), its metadata and the version directory every file came from."""
+    entries), its metadata, the version directory every file came from, and what the predictor
+    knows of its own device: that device's table (None for a transferred predictor, whose table
+    is the base device's) and its reference model's median in ms (None when unknown)."""
 
-    predictor: LatencyPredictor | TransferPredictor
+    predictor: Predictor
     table: LatencyTable | None
     metadata: dict[str, Any]
     version: Path
+    device_table: LatencyTable | None = None
+    reference_ms: float | None = None
 
 
 def load_predictor(directory: str | Path, *, space: str | None = None,
                    setting: str | None = None, device_id: str | None = None,
                    device_fingerprint: Mapping[str, Any] | None = None,
                    table: TableLike | None = None,
-                   allow_mismatch: bool = False) -> LatencyPredictor | TransferPredictor:
+                   allow_mismatch: bool = False) -> Predictor:
     """Load and check a predictor (a transferred one too). Expected space/setting/device (None:
     not checked) that differ raise `PredictorMismatchError` unless `allow_mismatch`; a predictor
     fitted with a lookup table uses `table` if given, else finds its own (`predictor_table`)."""
@@ -273,7 +271,7 @@ def _read_version(root: Path, directory: Path, space: str | None, setting: str |
 
         tp = load_transfer(root, space=space, setting=setting, device_id=device_id,
                            allow_mismatch=allow_mismatch, meta=meta, shown=directory)
-        return PredictorDir(tp, tp.base_table, meta, root)
+        return PredictorDir(tp, tp.base_table, meta, root, reference_ms=tp.reference_ms)
     _check_files(root, meta.get("files", {}))
     if not allow_mismatch:
         _check_expected(meta, directory, space, setting, device_id)
@@ -309,16 +307,11 @@ def _read_version(root: Path, directory: Path, space: str | None, setting: str |
         tuple(boosters), featurizer, _choice(meta["choice"]), prior, meta["unit"],
         PredictorConfig.from_dict(meta["config"]), int(meta["seed"]), meta["device_fingerprint"],
         tuple(meta["train_ids"]), train_x, train_y, meta["created"], meta["table_info"])
-    return PredictorDir(pred, found, meta, root)
+    return PredictorDir(pred, found, meta, root, device_table=found,
+                        reference_ms=None if found is None else found.reference_ms)
 
 
 # -- the lookup table of a table-based predictor ----------------------------------------------
-def predictor_dir(workdir: str | Path, space: str, setting: str, device_id: str) -> Path:
-    """Where a work directory keeps the predictor 'mnas predictor fit' fits for a space setting
-    (or slice) on a device."""
-    return Path(workdir) / "predictors" / f"{space}-{setting}-{device_id}"
-
-
 def table_info_of(table: LatencyTable, path: str | Path | None = None) -> dict[str, Any]:
     """What a predictor records of its table so that loading finds it again and checks it is
     the same one (content hash): device, space, setting, unit of the entries used, file path."""
@@ -331,8 +324,8 @@ def _table_candidates(directory: Path, info: Mapping[str, Any]) -> list[Path]:
     found = [directory / TABLE_FILE]
     if info.get("path"):
         found.append(Path(info["path"]))
-    found.append(table_file(directory.resolve().parent.parent,  # WORKDIR/predictors/DIR
-                            *(str(info.get(k)) for k in ("space", "setting", "device_id"))))
+    found.append(Workdir.holding_predictor(directory).table(
+        *(str(info.get(k)) for k in ("space", "setting", "device_id"))))
     return list(dict.fromkeys(found))
 
 

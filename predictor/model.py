@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -360,6 +361,12 @@ class LatencyPredictor:
         return dataclasses.replace(self, boosters=boosters, choice=choice, prior=prior, seed=seed,
                                    train_ids=self.train_ids + ids_new, train_x=all_x,
                                    train_y=all_y, created=_now())
+
+    def write(self, directory: Path) -> None:
+        """Its files (boosters, training data, metadata), written into an existing directory."""
+        from predictor.io import write_predictor
+
+        write_predictor(self, directory)
 
 
 def _now() -> str:

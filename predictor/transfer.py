@@ -53,7 +53,6 @@ def _now() -> str:
 class TransferPredictor:
     """Device B's latencies (relative to the reference model) from device A's predictor."""
 
-    kind = TRANSFER_KIND
     unit = "relative"
 
     def __init__(self, base: LatencyPredictor, columns: tuple[str, ...],
@@ -170,6 +169,10 @@ class TransferPredictor:
             np.concatenate([self.train_y, np.asarray(y, float)]), self.device_fingerprint,
             ids=self.train_ids + tuple(ids), base_table=self.base_table,
             reference_ms=self.reference_ms)
+
+    def write(self, directory: Path) -> None:
+        """Its files, its base's and the base's table, written into an existing directory."""
+        write_transfer(self, directory)
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def test_readme_new_phone_walkthrough(tmp_path):
     assert not (search / "tables").exists()
     found = summary["found"][0]["spec"]
     assert "_k3_" in found and "_e3_" in found and "mbconv" in found  # inside the slice
-    copy = next((search / "predictors").iterdir())
+    # the run's copy is the link (replaced versions, kept a while after a save, start with '.')
+    copy = next(p for p in (search / "predictors").iterdir() if not p.name.startswith("."))
     assert json.loads((copy / "metadata.json").read_text())["n_train"] > 5  # refitted copy
     assert json.loads((work / "predictors/phone/metadata.json").read_text()) == phone

@@ -15,8 +15,9 @@ import pytest
 
 from latency.measurement import Fingerprint, Measurement
 from latency.protocol import MeasureProtocol
-from latency.store import (COLUMNS, DEFAULT_DB_NAME, MeasurementRecord, MeasurementStore,
+from latency.store import (COLUMNS, MeasurementRecord, MeasurementStore,
                            StoreSchemaError, new_session_id)
+from latency.workdir import Workdir
 from mnas_jax.cli import device_cmds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def store(tmp_path):
 
 
 def test_round_trip_and_queries(store, tmp_path):
-    assert (tmp_path / DEFAULT_DB_NAME).is_file()
+    assert (Workdir(tmp_path).store).is_file()
     ids = [store.append(record(i)) for i in range(6)]
     arch = record(10, kind="arch", fp=FP2, key="a1", arch_id="a1", arch_spec='{"blocks": []}',
                   reference_ms=4.0, relative=2.75)
@@ -67,7 +68,7 @@ def test_events(store):
 def test_rows_cannot_be_changed(store, tmp_path):
     store.append(record(0))
     store.append_event("x", {})
-    raw = sqlite3.connect(tmp_path / DEFAULT_DB_NAME)
+    raw = sqlite3.connect(Workdir(tmp_path).store)
     for sql in ("UPDATE measurements SET median_ms = 0", "DELETE FROM measurements",
                 "UPDATE events SET kind = 'y'", "DELETE FROM events"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -85,7 +86,7 @@ def test_bad_records_are_refused():
 
 def test_newer_schema_is_refused(tmp_path):
     MeasurementStore.in_workdir(tmp_path).close()
-    raw = sqlite3.connect(tmp_path / DEFAULT_DB_NAME)
+    raw = sqlite3.connect(Workdir(tmp_path).store)
     raw.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
     raw.commit()
     raw.close()
@@ -94,7 +95,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 
 def test_wal_mode(store, tmp_path):
-    raw = sqlite3.connect(tmp_path / DEFAULT_DB_NAME)
+    raw = sqlite3.connect(Workdir(tmp_path).store)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from latency.cached import ensure_table
-from latency.lut import LatencyTable, table_file
+from latency.lut import LatencyTable
+from latency.workdir import Workdir
 from latency.session import DeviceSession
 from mnas_jax.space import (
     Activation,
@@ -92,7 +93,7 @@ def test_tiny_space_gets_a_table_on_the_local_device_and_features(tiny, tmp_path
         device_id = session.device.fingerprint().device_id
     assert set(table.entries_ms) == {layer.key for layer in layers}
     assert all(v > 0 for v in table.entries_relative.values())
-    again = LatencyTable.load(table_file(tmp_path, "tiny", "fmnist", device_id), space="tiny")
+    again = LatencyTable.load(Workdir(tmp_path).table("tiny", "fmnist", device_id), space="tiny")
     assert again.entries_ms == table.entries_ms
     specs = sample_specs(tiny, 5, seed=1)
     feat = Featurizer(tiny, table.entries_relative)

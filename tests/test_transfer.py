@@ -11,7 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from latency.lut import LatencyTable, table_file
+from latency.lut import LatencyTable
+from latency.workdir import Workdir
 from mnas_jax.cli.main import main
 from mnas_jax.space import get_space, sample_tokens
 from predictor.io import table_info_of
@@ -39,7 +40,7 @@ def setup(tmp_path_factory):
     ms = {x.key: float(rng.uniform(0.05, 0.5)) for x in layers}
     table = LatencyTable(SLICE, "fmnist", FP_A, device_id_of(FP_A), "mobilenetv2", 2.0, ms,
                          {k: v / 2.0 for k, v in ms.items()})
-    path = table.save(table_file(work, SLICE, "fmnist", table.device_id))
+    path = table.save(Workdir(work).table(SLICE, "fmnist", table.device_id))
     specs = [space.decode(t) for t in sample_tokens(space.choices, 1, 60)]
     specs = list({s.arch_id: s for s in specs}.values())
     y_a = np.array([table.sum_relative(s) * 1.1 for s in specs])

@@ -95,9 +95,9 @@ def lut_space(space_name: str, setting: str | None):
 
 def _build_lut(args: argparse.Namespace) -> int:
     from latency.cached import build_space_table
-    from latency.lut import table_file
     from latency.lut_build import TABLE_PASSES
     from latency.session import DeviceSession
+    from latency.workdir import Workdir
 
     space = lut_space(args.space, args.setting)
     passes = TABLE_PASSES if args.passes is None else args.passes
@@ -106,8 +106,8 @@ def _build_lut(args: argparse.Namespace) -> int:
     started = time.time()
     with DeviceSession.open(args.device, args.workdir) as session:
         table = build_space_table(session, space, passes=passes, progress=not args.quiet)
-    out = Path(args.output) if args.output else table_file(args.workdir, space.name,
-                                                           space.setting, table.device_id)
+    out = Path(args.output) if args.output else Workdir.of(args.workdir).table(
+        space.name, space.setting, table.device_id)
     table.save(out)
     seconds = time.time() - started
     if args.json:
@@ -127,14 +127,16 @@ def _profile(args: argparse.Namespace) -> int:
     from latency.oplist import ops_of
     from latency.profile import layer_times, parse_op_profile
     from latency.protocol import MeasureProtocol
+    from latency.workdir import Workdir
 
+    workdir = Workdir.of(args.workdir)
     device = open_device(args.device)
     if not hasattr(device, "profile"):
         raise UserError(f"--device {args.device}: op profiling runs TFLite's benchmark_model, "
                         "so it needs an ADB device (adb:SERIAL,xnnpack=0)")
     spec = parse_arch(args.arch, args.setting)
     layers = spec.layers()
-    exporter = Exporter(Path(args.workdir) / "cache" / "tflite")
+    exporter = Exporter(workdir.tflite_cache)
     model = exporter.export(spec)
     layer_ops = [ops_of(exporter.export_layer(layer)) for layer in layers]
     fp = device.fingerprint()
@@ -164,7 +166,7 @@ def _profile(args: argparse.Namespace) -> int:
     print(f"sum of per-op times {totals['profiled_ms']:.4f} ms (+{unowned:.4f} ms in ops no "
           f"layer owns); table sum {fmt(totals['table_ms'])} ms")
     if table is None:
-        print(f"no table of device {fp.device_id} in {Path(args.workdir) / 'tables'} holds these "
+        print(f"no table of device {fp.device_id} in {workdir.tables} holds these "
               "layers: build one with 'mnas latency build-lut' (or pass --table)")
     return 0
 
@@ -172,10 +174,11 @@ def _profile(args: argparse.Namespace) -> int:
 def _profile_table(args: argparse.Namespace, device_id: str, spec):
     """--table, else the device's table in WORKDIR/tables/ that holds every layer of `spec`."""
     from latency.lut import LatencyTable, MissingLayerError
+    from latency.workdir import Workdir
 
     if args.table is not None:
         return LatencyTable.load(args.table, device_id=device_id)
-    for path in sorted(Path(args.workdir).glob(f"tables/*-{device_id}.json")):
+    for path in Workdir.of(args.workdir).device_tables(device_id):
         table = LatencyTable.load(path, device_id=device_id)
         try:
             table.sum_ms(spec)

@@ -1,34 +1,28 @@
-"""`mnas predictor fit|predict`: thin wrappers over predictor.*.
+"""`mnas predictor fit|validate|predict`: parse, call predictor.device (or predictor.external),
+print.
 
 `fit --data CSV` fits on external measurements (the Pixel 2 FBNet data); `fit --device D`
 samples and measures what the store lacks on the device (building its lookup table first);
 `fit --device D --transfer-from DIR` measures k archs on device D and transfers device A's
-predictor in DIR (predictor.transfer). Every kind is loaded with `predictor.io.load_predictor`
-by `predict`, `validate` and `mnas search --predictor`.
+predictor in DIR (predictor.transfer). Every kind is loaded with `predictor.io` by `predict`,
+`validate` and `mnas search --predictor`, and used through one interface (predictor.kinds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.output import print_json, print_table
 from mnas_jax.files import write_atomic
 
-log = logging.getLogger(__name__)
-
 METRIC_COLUMNS = (("within_5", "+-5%", "{:.1%}"), ("within_10", "+-10%", "{:.1%}"),
                   ("kendall_tau", "tau", "{:.3f}"), ("spearman", "rho", "{:.3f}"),
                   ("rmse", "RMSE", "{:.3g}"), ("rmspe", "RMSPE %", "{:.2f}"),
                   ("bias_pct", "bias %", "{:+.2f}"))
-REPORT_NAME = "report.json"
-PLOT_NAME = "predicted_vs_measured.png"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,27 +123,23 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _fit_device(args: argparse.Namespace) -> int:
-    from latency.cached import ensure_table, measure_relative
-    from latency.lut import table_file
+    from latency.cached import ensure_table
     from latency.session import DeviceSession
+    from latency.workdir import Workdir
     from mnas_jax.space import get_space, sample_specs
-    from predictor.io import predictor_dir, save_predictor
-    from predictor.relative_fit import fit_on_device
+    from predictor.device import fit_device
 
     space = get_space(args.space, args.setting)
-    setting = space.setting
-    with DeviceSession.open(args.device, args.workdir) as session:
+    workdir = Workdir.of(args.workdir)
+    specs = sample_specs(space, args.n or 300, args.seed)
+    with DeviceSession.open(args.device, workdir) as session:
         fp = session.device.fingerprint()
-        table = ensure_table(session, args.workdir, space, progress=not args.quiet)
-        specs = sample_specs(space, args.n or 300, args.seed)
-        y = measure_relative(session, specs, progress=not args.quiet)
-        pred = fit_on_device(specs, y, table, fingerprint=fp.to_dict(), seed=args.seed,
-                             space=space, table_path=table_file(
-                                 args.workdir, space.name, setting, fp.device_id))
-    out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
-    save_predictor(pred, out, table=table)  # the directory carries its table
+        table = ensure_table(session, workdir, space, progress=not args.quiet)
+        out = args.output or workdir.device_predictor(space.name, space.setting, fp.device_id)
+        pred = fit_device(session, workdir, space, specs, out, table=table, seed=args.seed,
+                          progress=not args.quiet)
     info = {"predictor_dir": str(out), "n_train": len(specs), "device": fp.device_id,
-            "space": space.name, "setting": setting, "unit": "relative",
+            "space": space.name, "setting": space.setting, "unit": "relative",
             "target": pred.choice.target}
     print_json(info) if args.json else print(f"predictor on {len(specs)} measured archs "
                                              f"({fp.device_id}): {out}")
@@ -157,32 +147,25 @@ def _fit_device(args: argparse.Namespace) -> int:
 
 
 def _fit_transfer(args: argparse.Namespace) -> int:
-    from latency.cached import measure_relative, reference_ms
     from latency.session import DeviceSession
-    from mnas_jax.space import get_space, sample_specs
-    from predictor.io import predictor_dir, read_predictor_dir, save_predictor
-    from predictor.transfer import TransferPredictor
+    from latency.workdir import Workdir
+    from mnas_jax.space import get_space
+    from predictor.device import transfer_device, transfer_specs
+    from predictor.io import read_predictor_dir
 
     space = get_space(args.space, args.setting)
-    setting = space.setting
-    base_dir = read_predictor_dir(args.transfer_from, space=space.name, setting=setting)
-    base = base_dir.predictor
-    with DeviceSession.open(args.device, args.workdir) as session:
+    workdir = Workdir.of(args.workdir)
+    base = read_predictor_dir(args.transfer_from, space=space.name, setting=space.setting)
+    k = args.n or 20
+    specs = transfer_specs(space, k, args.seed)
+    with DeviceSession.open(args.device, workdir) as session:
         fp = session.device.fingerprint()
-        if fp.device_id == base.device_id:
-            raise UserError(f"--transfer-from {args.transfer_from} is a predictor of this very "
-                            f"device ({fp.device_id}): transfer to another --device")
-        k = args.n or 20
-        specs = sample_specs(space, k, args.seed + 77)
-        y = measure_relative(session, specs, progress=not args.quiet)
-        ref_ms = reference_ms(session, setting)  # this setting's reference only
-    tp = TransferPredictor.fit(base, specs, y, fp.to_dict(), base_table=base_dir.table,
-                               reference_ms=ref_ms)
-    out = args.output or predictor_dir(args.workdir, space.name, setting, fp.device_id)
-    save_predictor(tp, out)
+        out = args.output or workdir.device_predictor(space.name, space.setting, fp.device_id)
+        tp = transfer_device(session, base, args.transfer_from, specs, out,
+                             progress=not args.quiet)
     info = {"predictor_dir": str(out), "k": k, "coef": tp.coef, "device": fp.device_id,
-            "base": str(args.transfer_from), "base_device": base.device_id,
-            "space": space.name, "setting": setting, "unit": "relative"}
+            "base": str(args.transfer_from), "base_device": base.predictor.device_id,
+            "space": space.name, "setting": space.setting, "unit": "relative"}
     print_json(info) if args.json else print(
         f"transfer predictor from {args.transfer_from} with k={k} archs measured on "
         f"{fp.device_id}: {out}")
@@ -190,12 +173,11 @@ def _fit_transfer(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from latency.cached import measure_relative
     from latency.session import DeviceSession
-    from mnas_jax.space import get_space, sample_specs
-    from predictor.io import load_predictor, predictor_dir, read_metadata
-    from predictor.metrics import plot_predicted_vs_measured
-    from predictor.relative_fit import evaluate_on_fresh
+    from latency.workdir import Workdir
+    from mnas_jax.space import get_space
+    from predictor.device import validate_device
+    from predictor.io import read_metadata
 
     if args.n < 1:
         raise UserError(f"--n {args.n}: validate on at least 1 fresh architecture")
@@ -205,35 +187,28 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         space = get_space(args.space or "mnasnet", args.setting or "imagenet")
     setting = space.setting
-    with DeviceSession.open(args.device, args.workdir) as session:
+    workdir = Workdir.of(args.workdir)
+    with DeviceSession.open(args.device, workdir) as session:
         fp = session.device.fingerprint()
-        model = args.model or predictor_dir(args.workdir, space.name, setting, fp.device_id)
+        model = args.model or workdir.device_predictor(space.name, setting, fp.device_id)
         if not model.exists():
             raise UserError(f"no predictor at {model}; fit one first: mnas predictor fit "
                             f"--space {space.name} --setting {setting} --device {args.device}")
-        pred = load_predictor(model, space=space.name, setting=setting, device_id=fp.device_id)
-        specs = sample_specs(space, args.n, args.seed, pred.train_ids)
-        y = measure_relative(session, specs, fresh=True, progress=not args.quiet)
-    rep = evaluate_on_fresh(pred, specs, y)
-    out = args.output or Path(args.workdir) / "reports" / f"validate-{fp.device_id}-{setting}"
-    out.mkdir(parents=True, exist_ok=True)
-    rep |= {"predictor_dir": str(model), "device": fp.device_id, "space": space.name,
-            "setting": setting, "report": str(out / REPORT_NAME), "plot": str(out / PLOT_NAME)}
-    write_atomic(out / REPORT_NAME, json.dumps(rep, indent=1) + "\n")
-    series = {k: (np.array(rep["predictions"][k]), np.array(rep["measured"]))
-              for k in ("predictor", "table_scale", "macs_linear") if k in rep["predictions"]}
-    plot_predicted_vs_measured(str(out / PLOT_NAME), series, unit="x reference",
-                               title=f"{args.n} fresh archs on {fp.device_id} ({setting})")
+        out = args.output or workdir.validate_report(fp.device_id, setting)
+        rep = validate_device(session, model, space, args.n, args.seed, out,
+                              progress=not args.quiet)
     if args.json:
         print_json({k: v for k, v in rep.items() if k not in ("predictions",)})
         return 0
     print_metrics_table(f"{rep['n_test']} fresh archs measured now on {fp.device_id}; "
                         f"predictor trained on {rep['n_train']}", rep["methods"])
-    print(f"report: {out / REPORT_NAME}  plot: {out / PLOT_NAME}")
+    print(f"report: {rep['report']}  plot: {rep['plot']}")
     return 0
 
 
 def _fit_external(args: argparse.Namespace) -> int:
+    from latency.workdir import Workdir
+    from predictor.device import PLOT_NAME, REPORT_NAME
     from predictor.external import fit_and_evaluate, load_fbnet_csv
     from predictor.io import save_predictor
     from predictor.metrics import plot_predicted_vs_measured
@@ -243,7 +218,7 @@ def _fit_external(args: argparse.Namespace) -> int:
         raise UserError(f"--train-size {args.train_size} must be in [3, {len(data) - 1}] "
                         f"for the {len(data)} archs of {args.data}")
     ev = fit_and_evaluate(data, args.train_size, args.seed, test_size=args.test_size)
-    out = args.output or Path("predictors") / f"{data.device}-{data.space}"
+    out = args.output or Workdir(Path(".")).external_predictor(data.device, data.space)
     report = dict(ev.report, predictor_dir=str(out), data=str(args.data))
     series = {k: (ev.test_pred[k], ev.test_ms) for k in ("predictor", "onehot_ridge",
                                                          "macs_linear") if k in ev.test_pred}
@@ -283,29 +258,12 @@ def _arch_inputs(texts: Sequence[str], space_name: str, setting: str) -> list[An
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from predictor.device import predict_rows
     from predictor.io import read_predictor_dir
 
     loaded = read_predictor_dir(args.model)  # predictor and table from one version
     pred = loaded.predictor
-    transferred = getattr(pred, "base", None) is not None
-    table = None if transferred else loaded.table
-    # ms from the relative unit: the reference's median on the predictor's device
-    ref_ms = getattr(pred, "reference_ms", None) if transferred else (
-        None if table is None else table.reference_ms)
-    specs = _arch_inputs(args.arch, pred.space, pred.setting)
-    value, unc = pred.predict(specs)
-    rows = []
-    for spec, v, u in zip(specs, np.atleast_1d(value), np.atleast_1d(unc)):
-        ms = pred.unit == "ms"
-        scale = 1.0 if ms else ref_ms
-        rows.append({"arch_id": spec.arch_id, "unit": pred.unit, "device": pred.device_id,
-                     "predicted_ms": None if scale is None else float(v) * scale,
-                     "predicted_relative": None if ms else float(v),
-                     "uncertainty_ms": None if scale is None else float(u) * scale,
-                     "uncertainty_relative": None if ms else float(u),
-                     "reference_ms": None if ms else ref_ms,
-                     "lut_ms": None if table is None else table.sum_ms(spec),
-                     "lut_relative": None if table is None else table.sum_relative(spec)})
+    rows = predict_rows(loaded, _arch_inputs(args.arch, pred.space, pred.setting))
     if args.json:
         for r in rows:
             print_json(r)

@@ -110,9 +110,9 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _workdir(args: argparse.Namespace) -> Path:
-    from mnas_jax.search.workdir import local_workdir
+    from latency.workdir import Workdir
 
-    return local_workdir(args.workdir)
+    return Workdir.of(args.workdir).root  # a local disk (the proxy tool's own files live here)
 
 
 def _span(text: str) -> tuple[float, float]:

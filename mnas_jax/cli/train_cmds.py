@@ -58,7 +58,7 @@ def _config(args: argparse.Namespace, arch_id: str):
     if args.preset == "paper" and not args.no_checkpoint:
         length = f"s{config.max_steps}" if config.max_steps else f"e{config.epochs:g}"
         run = f"{arch_id}-{config.name}-b{config.batch_size}-{length}-seed{args.seed}"
-        config = dataclasses.replace(config, checkpoint_dir=str(args.workdir / "checkpoints" / run))
+        config = dataclasses.replace(config, checkpoint_dir=str(args.workdir.train_checkpoints(run)))
     return config
 
 
@@ -67,12 +67,12 @@ def _train(args: argparse.Namespace) -> int:
 
     from mnas_jax.cli.distributed import is_primary, stdout_to_stderr, wait_for_all
     from mnas_jax.data import DataSpec, open_data
+    from latency.workdir import Workdir
     from mnas_jax.progress import training_progress
-    from mnas_jax.search.workdir import local_workdir
     from mnas_jax.space import parse_arch
     from mnas_jax.train import train_and_evaluate
 
-    args.workdir = local_workdir(args.workdir)
+    args.workdir = Workdir.of(args.workdir)
     spec = parse_arch(args.arch, args.setting)
     config = _config(args, spec.arch_id)
     data = open_data(DataSpec.parse(args.data, args.data_dir), input_size=config.input_size or spec.input_size,

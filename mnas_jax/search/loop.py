@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from latency.workdir import Workdir
 from mnas_jax.files import write_atomic
 from mnas_jax.reward import RewardConfig
 from mnas_jax.search.step import (
@@ -35,17 +36,24 @@ from mnas_jax.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "search_checkpoint.json"
 
 
-def save_checkpoint(workdir: Path, payload: dict[str, Any]) -> None:
+def check_fresh(workdir: Workdir, resume: bool) -> None:
+    """ValueError when ``workdir`` already holds a search and this is no resume."""
+    path = workdir.search_checkpoint
+    if path.exists() and not resume:
+        raise ValueError(f"{workdir.root} already holds a search ({path.name}): pass --resume to "
+                         "continue it, or use another --workdir")
+
+
+def save_checkpoint(workdir: Workdir, payload: dict[str, Any]) -> None:
     """Write the search's checkpoint atomically: a kill leaves the previous step's or this one."""
-    write_atomic(workdir / CHECKPOINT, json.dumps(payload))
+    write_atomic(workdir.search_checkpoint, json.dumps(payload))
 
 
-def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
+def load_checkpoint(workdir: Workdir) -> dict[str, Any] | None:
     """The search checkpoint of ``workdir`` (None if there is none); ValueError if unreadable."""
-    path = workdir / CHECKPOINT
+    path = workdir.search_checkpoint
     if not path.exists():
         return None
     try:
@@ -82,7 +90,7 @@ class FailFast:
                                   "(fix the cause and resume with --resume; their samples are stored)")
 
 
-def run_loop(*, run_id: str, workdir: Path, space: SearchSpace, config: LoopConfig,
+def run_loop(*, run_id: str, workdir: Workdir | Path, space: SearchSpace, config: LoopConfig,
              reward: RewardConfig, searcher: Any, searcher_from_bytes: Callable[[bytes], Any],
              estimator: LatencyEstimator, evaluator: Evaluator, calibrator: CalibrationHook | None,
              append_sample: Callable[[dict[str, Any]], None],
@@ -92,7 +100,7 @@ def run_loop(*, run_id: str, workdir: Path, space: SearchSpace, config: LoopConf
     """Run (or resume) the search until `config.steps` steps are complete; returns the searcher.
     ChildrenFailing (after storing them) when the first `fail_fast` children trained here all
     fail with the same error (see `FailFast`)."""
-    guard = FailFast(fail_fast)
+    guard, workdir = FailFast(fail_fast), Workdir.of(workdir)
     ckpt = load_checkpoint(workdir)
     start = 0
     if ckpt is not None:

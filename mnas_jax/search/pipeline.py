@@ -22,10 +22,11 @@ import numpy as np
 
 from calibration.calibrator import Calibrator
 from latency.cached import ensure_table as ensure_device_table
-from latency.cached import measure_relative, reference_ms
-from latency.lut import LatencyTable, table_file
+from latency.cached import reference_ms
+from latency.lut import LatencyTable
 from latency.session import DeviceSession
 from latency.store import MeasurementStore
+from latency.workdir import Workdir
 from mnas_jax.controller.ppo import PPOSearcher
 from mnas_jax.files import write_atomic
 from mnas_jax.reward import RewardConfig, Target
@@ -33,15 +34,15 @@ from mnas_jax.search.assess import Assessed, retrain_seeds
 from mnas_jax.search.children import check_data, train_child
 from mnas_jax.search.config import SearchConfig, identity
 from mnas_jax.search.executors import LocalExecutor, RayExecutor
-from mnas_jax.search.loop import LoopConfig, run_loop
+from mnas_jax.search.loop import LoopConfig, check_fresh, run_loop
 from mnas_jax.search.report import front_candidates, write_search_report
 from mnas_jax.search.target import ResolvedTarget, resolve_target
 from mnas_jax.search.types import Evaluator
-from mnas_jax.search.workdir import local_workdir
 from mnas_jax.space import ArchSpec, SearchSpace, get_space, narrower_space, reference, sample_specs
 from mnas_jax.train.runtime import driver_only_cpu
-from predictor.io import load_predictor, read_predictor_dir, save_predictor
-from predictor.relative_fit import fit_on_device
+from predictor.device import adopt_predictor, fit_device
+from predictor.io import load_predictor, save_predictor
+from predictor.kinds import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class PredictorEstimator:
 
     unit = "relative"
 
-    def __init__(self, predictor: Any, save_dir: Path) -> None:
+    def __init__(self, predictor: Predictor, save_dir: Path) -> None:
         self.predictor, self.save_dir = predictor, save_dir
 
     def predict(self, specs: Sequence[ArchSpec]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +95,7 @@ def resolve_search_target(config: SearchConfig, space: SearchSpace, session: Dev
     return resolve_target(config.target, space, ms)
 
 
-def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Workdir, space: SearchSpace,
                  progress: bool) -> LatencyTable | None:
     """The device's lookup table for the space (built once per device), if the config uses one."""
     if not config.use_table:
@@ -103,28 +104,22 @@ def ensure_table(config: SearchConfig, session: DeviceSession, workdir: Path, sp
     return ensure_device_table(session, workdir, space, progress, passes=config.table_passes)
 
 
-def ensure_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+def ensure_predictor(config: SearchConfig, session: DeviceSession, workdir: Workdir, space: SearchSpace,
                      run_id: str, table: LatencyTable | None, resume: bool, progress: bool
-                     ) -> tuple[Any, Path, list[ArchSpec]]:
+                     ) -> tuple[Predictor, Path, list[ArchSpec]]:
     """The search's predictor (loaded when resuming, else fitted on freshly measured archs), the
     directory it is saved in, and the archs it was fitted on."""
-    fp = session.device.fingerprint()
-    pdir = workdir / "predictors" / run_id
+    pdir = workdir.run_predictor(run_id)
     _status(f"predictor: {config.predictor_archs} architectures measured on the device")
     train_specs = sample_specs(space, config.predictor_archs, config.seed + 1)
-    y = measure_relative(session, train_specs, progress=progress)
-    if resume and pdir.exists():
-        pred = load_predictor(pdir, space=space.name, setting=space.setting, device_id=fp.device_id,
-                              table=None if table is None else table.entries_relative)
-    else:
-        pred = fit_on_device(train_specs, y, table, fingerprint=fp.to_dict(), space=space, seed=config.seed)
-        save_predictor(pred, pdir)
+    pred = fit_device(session, workdir, space, train_specs, pdir, table=table, seed=config.seed,
+                      progress=progress, reuse=resume)
     return pred, pdir, train_specs
 
 
-def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path, space: SearchSpace,
+def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Workdir, space: SearchSpace,
                     run_id: str, path: str | Path, resume: bool
-                    ) -> tuple[Any, Path, list[ArchSpec], SearchSpace]:
+                    ) -> tuple[Predictor, Path, list[ArchSpec], SearchSpace]:
     """`mnas search --predictor DIR`, instead of the table and predictor phases: DIR holds a
     predictor fitted or transferred for the search's device. Calibration refits go to the run's
     copy (DIR stays as it is; its lookup table, if any, is copied to WORKDIR/tables/ where the
@@ -132,17 +127,11 @@ def given_predictor(config: SearchConfig, session: DeviceSession, workdir: Path,
     the slice. Returns the predictor, its copy's directory, the archs re-measured on large drift
     and the space searched."""
     device_id = session.device.fingerprint().device_id
-    pdir = workdir / "predictors" / run_id
+    pdir = workdir.run_predictor(run_id)
     if resume and pdir.exists():
         pred = load_predictor(pdir, setting=space.setting, device_id=device_id)
     else:
-        given = read_predictor_dir(path, setting=space.setting, device_id=device_id)
-        pred = given.predictor
-        table = None if getattr(pred, "base", None) is not None else given.table
-        if table is not None and not table_file(workdir, table.space, table.setting,
-                                                table.device_id).exists():
-            table.save(table_file(workdir, table.space, table.setting, table.device_id))
-        save_predictor(pred, pdir)
+        pred = adopt_predictor(path, workdir, pdir, space.setting, device_id)
     searched = narrower_space(pred.space, space.name)
     if searched is None:
         raise ValueError(f"--predictor {path} is for space {pred.space!r}, not the config's "
@@ -241,7 +230,7 @@ def export_found(session: DeviceSession, found: Sequence[Assessed], out: Path) -
         write_atomic(models / f"{s.arch_id}.json", s.to_json())
 
 
-def search_loop(config: SearchConfig, run_id: str, workdir: Path, space: SearchSpace, target: ResolvedTarget,
+def search_loop(config: SearchConfig, run_id: str, workdir: Workdir, space: SearchSpace, target: ResolvedTarget,
                 store: MeasurementStore, estimator: PredictorEstimator, evaluator: Evaluator,
                 calibrator: Calibrator) -> list[dict[str, Any]]:
     """Run (or resume) the controller's steps; every sample and step goes to the store. Returns
@@ -270,20 +259,18 @@ def search_loop(config: SearchConfig, run_id: str, workdir: Path, space: SearchS
 
 # -- the chain --------------------------------------------------------------------------------------
 
-def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None = None,
+def run_search(config: SearchConfig, workdir: str | Path | Workdir, *, device: str | None = None,
                executor: str | None = None, ray_address: str | None = None,
                resume: bool = False, progress: bool = True,
                predictor: str | Path | None = None) -> Path:
     """Run (or resume) the search; returns the report directory."""
-    workdir = local_workdir(workdir)
+    workdir = Workdir.of(workdir)
     config = dataclasses.replace(config, device=device or config.device, executor=executor or config.executor,
                                  ray_address=ray_address or config.ray_address)
     run_id = run_id_of(config)
     if config.executor == "ray":  # children train on workers: the driver keeps off the accelerators
         driver_only_cpu()
-    if (workdir / "search_checkpoint.json").exists() and not resume:
-        raise ValueError(f"{workdir} already holds a search (search_checkpoint.json): pass "
-                         "--resume to continue it, or use another --workdir")
+    check_fresh(workdir, resume)
     space = get_space(config.space, config.setting)
     check_data(config.data, config.data_dir, config.setting)  # before anything is measured
     started = time.time()
@@ -310,7 +297,7 @@ def run_search(config: SearchConfig, workdir: str | Path, *, device: str | None 
         finally:
             if isinstance(evaluator, RayExecutor):
                 evaluator.shutdown()
-        out = workdir / "report"
+        out = workdir.search_report
         export_found(session, found, out)
         write_search_report(out, run_id=run_id, config=config, target=target, samples=samples,
                             found=found, baselines=baselines, calibration=calibrator.series())

@@ -23,15 +23,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from latency.workdir import Workdir
 from mnas_jax.controller.ppo import PPOConfig
 from mnas_jax.reward import RewardConfig, Target
-from mnas_jax.search.loop import CHECKPOINT, run_loop
+from mnas_jax.search.loop import check_fresh, run_loop
 from mnas_jax.search.searchers import SEARCHER_NAMES, make_searcher, searcher_from_bytes
 from mnas_jax.search.step import LoopConfig, child_seed, search_step
 from mnas_jax.search.tabular.parts import TableEvaluator, TableLatency, TabularSpace
 from mnas_jax.search.tabular.table import TabularBenchmark
 
-SAMPLES_FILE = "samples.jsonl"
 _PERCENTILE = re.compile(r"^\s*p(?P<q>[0-9]+(?:\.[0-9]+)?)\s*$")
 
 
@@ -203,14 +203,12 @@ def run_tabular_search(table: TabularBenchmark, config: TabularSearchConfig, wor
     """Run (or resume) the search in `workdir` (checkpoint + samples.jsonl); returns the summary.
     `device` (a DeviceTableLatency) measures LAT(m) instead of reading the latency column; the
     table's optimum is then unknown (its rows are not all measured) and so is the regret."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if (workdir / CHECKPOINT).exists() and not resume:
-        raise ValueError(f"{workdir} already holds a search ({CHECKPOINT}): pass --resume to "
-                         "continue it, or use another --workdir")
+    workdir = Workdir.of(workdir)
+    workdir.root.mkdir(parents=True, exist_ok=True)
+    check_fresh(workdir, resume)
     space, target, reward, searcher, loop = _setup(table, config, device)
     run_id = run_id_of(table, config) + ("" if device is None else f"-{device.session.device.fingerprint().device_id[:8]}")
-    path = workdir / SAMPLES_FILE
+    path = workdir.samples
     samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     samples = [s for s in samples if s.get("run_id") == run_id]
 
