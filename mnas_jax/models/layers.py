@@ -58,19 +58,31 @@ class DepthwiseBN(nn.Module):
         return self.act(_bn(train, "bn")(x))
 
 
+def gate_param(module: nn.Module) -> jax.Array:
+    """A 0/1 switch held as a parameter (a value, not part of the program) that never learns:
+    a channel-padded stage (`mnas_jax.models.padding`) turns SE or a shortcut off with it."""
+    return jax.lax.stop_gradient(module.param("gate", nn.initializers.zeros, (), jnp.float32))
+
+
 class SqueezeExcite(nn.Module):
     """Global mean -> FC reduce + ReLU -> FC expand + sigmoid -> channel scale.
 
     Dense layers act on (N, C), not (N, 1, 1, C): the latter fails to convert to TFLite.
+    ``gated``: the scale is ``g * s + (1 - g)`` with a gate parameter g in {0, 1} (exactly s or
+    exactly 1).
     """
 
     reduced: int
+    gated: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s = jnp.mean(x, axis=(1, 2))
         s = nn.relu(nn.Dense(self.reduced, name="reduce")(s))
         s = nn.sigmoid(nn.Dense(x.shape[-1], name="expand")(s))
+        if self.gated:
+            g = gate_param(self)
+            s = g * s + (1.0 - g)
         return x * s[:, None, None, :]
 
 
@@ -82,18 +94,20 @@ def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
 
 class Shortcut(nn.Module):
     """The pooling shortcut where the shape changes: avg-pool by the stride, 1x1 conv + BN when
-    the channel count changes."""
+    the channel count changes (``project``: when None, whether the input's channels differ)."""
 
     features: int
     stride: int
     dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+    project: bool | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         if self.stride > 1:
             s = self.stride
             x = nn.avg_pool(x, (s, s), (s, s), padding="SAME", count_include_pad=False)
-        if x.shape[-1] != self.features:
+        project = x.shape[-1] != self.features if self.project is None else self.project
+        if project:
             x = ConvBN(self.features, 1, impl=self.dw_impl, name="proj")(x, train)
         return x
 
@@ -114,6 +128,31 @@ class Residual(nn.Module):
         return y
 
 
+def fit_channels(x: jax.Array, channels: int) -> jax.Array:
+    """``x`` with its last axis cut or zero-extended to ``channels``."""
+    have = x.shape[-1]
+    if have >= channels:
+        return x[..., :channels]
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, channels - have)])
+
+
+class GatedResidual(nn.Module):
+    """``body(x) + g * shortcut(x)`` with a gate parameter g in {0, 1}: one program for a layer
+    with an identity (or parameter-free pooling) shortcut and the same layer without one. The
+    shortcut average-pools by ``stride`` as `Shortcut` does."""
+
+    body: nn.Module
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        y = self.body(x, train)
+        if self.stride > 1:
+            s = self.stride
+            x = nn.avg_pool(x, (s, s), (s, s), padding="SAME", count_include_pad=False)
+        return y + gate_param(self) * fit_channels(x, y.shape[-1])
+
+
 class RegularConv(nn.Module):
     """KxK conv + BN + activation, then optional squeeze-and-excite."""
 
@@ -123,13 +162,14 @@ class RegularConv(nn.Module):
     se_reduced: int
     act: Act
     dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+    se_gated: bool = False  # SE behind a gate (see SqueezeExcite)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = ConvBN(self.features, self.kernel, self.stride, act=self.act, impl=self.dw_impl,
                    name="conv_bn")(x, train)
         if self.se_reduced:
-            x = SqueezeExcite(self.se_reduced, name="se")(x)
+            x = SqueezeExcite(self.se_reduced, self.se_gated, name="se")(x)
         return x
 
 
@@ -142,12 +182,13 @@ class SepConv(nn.Module):
     se_reduced: int
     act: Act
     dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+    se_gated: bool = False  # SE behind a gate (see SqueezeExcite)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
         if self.se_reduced:
-            x = SqueezeExcite(self.se_reduced, name="se")(x)
+            x = SqueezeExcite(self.se_reduced, self.se_gated, name="se")(x)
         return ConvBN(self.features, 1, impl=self.dw_impl, name="pw")(x, train)
 
 
@@ -164,6 +205,7 @@ class MBConv(nn.Module):
     groups: int = 1
     always_expand: bool = False
     dw_impl: DepthwiseImpl = DepthwiseImpl.XLA
+    se_gated: bool = False  # SE behind a gate (see SqueezeExcite)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -174,7 +216,7 @@ class MBConv(nn.Module):
                 x = channel_shuffle(x, self.groups)
         x = DepthwiseBN(self.kernel, self.stride, self.act, self.dw_impl, name="dw")(x, train)
         if self.se_reduced:
-            x = SqueezeExcite(self.se_reduced, name="se")(x)
+            x = SqueezeExcite(self.se_reduced, self.se_gated, name="se")(x)
         return ConvBN(self.features, 1, groups=self.groups, impl=self.dw_impl, name="project")(x, train)
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.models.layers import Act, ConvBN
 from mnas_jax.models.net import ACTIVATIONS, build_layer
+from mnas_jax.models.padding import Path, can_pad, pad_tree, padded_layer, padded_width, unpad_tree
 from mnas_jax.space.spec import ArchSpec, LayerSpec
 
 class Tail(nn.Module):
@@ -38,6 +39,15 @@ class Tail(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
+class StagePadding:
+    """How a channel-padded stage relates to its stage in Net (see `mnas_jax.models.padding`)."""
+
+    real: nn.Module  # the stage's module in Net: its variables are the ones Net holds
+    real_in_shape: tuple[int, int, int]
+    gates: tuple[tuple[Path, float], ...] = ()  # gate parameters the real stage lacks, and their values
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
     """One stage: the names of its subtrees in Net's variables, its module and its identity.
 
@@ -50,6 +60,7 @@ class Stage:
     key: str
     in_shape: tuple[int, int, int]  # (H, W, C) of one example
     tail: bool = False  # the last stage: its variables are several top-level subtrees of Net
+    padding: StagePadding | None = None  # None: the module is Net's own
 
 
 def _stem_stage(spec: ArchSpec, stem: LayerSpec, impl: DepthwiseImpl) -> Stage:
@@ -68,8 +79,40 @@ def _tail_stage(spec: ArchSpec, in_size: int, in_channels: int, impl: DepthwiseI
     return Stage(names, module, key, (in_size, in_size, in_channels), tail=True)
 
 
-def net_stages(spec: ArchSpec, impl: DepthwiseImpl = DepthwiseImpl.XLA) -> tuple[Stage, ...]:
-    """The stages of ``Net(spec, impl)`` in order; the last one is the tail."""
+def _padded(real: Stage, module: nn.Module, key: str, channels: int, gates: tuple = ()) -> Stage:
+    h, w, c = real.in_shape
+    return dataclasses.replace(real, module=module, key=key, in_shape=(h, w, channels),
+                               padding=StagePadding(real.module, real.in_shape, gates))
+
+
+def _padded_stages(spec: ArchSpec, stages: tuple[Stage, ...], impl: DepthwiseImpl) -> tuple[Stage, ...]:
+    layers = spec.layers()
+    stem, tail = stages[0], stages[-1]
+    width = padded_width(layers[0].out_channels)
+    if width != layers[0].out_channels:
+        act = ACTIVATIONS[spec.activation]
+        module = ConvBN(width, stem.module.kernel, stem.module.stride, act=act, impl=impl)
+        stem = _padded(stem, module, f"{stem.key}:o{width}", stem.in_shape[2])
+    out = [stem]
+    for stage, layer in zip(stages[1:-1], layers[1:]):
+        p = padded_layer(layer, impl)
+        out.append(_padded(stage, p.module, f"padlayer:{p.key}:{impl.value}", padded_width(layer.in_channels),
+                           p.gates))
+    size, channels = tail.in_shape[0], tail.in_shape[2]
+    if padded_width(channels) != channels:
+        t = _tail_stage(spec, size, padded_width(channels), impl)
+        tail = _padded(tail, t.module, t.key, t.in_shape[2])
+    return (*out, tail)
+
+
+def net_stages(spec: ArchSpec, impl: DepthwiseImpl = DepthwiseImpl.XLA, pad: bool = False) -> tuple[Stage, ...]:
+    """The stages of ``Net(spec, impl)`` in order; the last one is the tail. ``pad``: channel-padded
+    stages (`mnas_jax.models.padding`) where every layer has a padded form."""
+    stages = _stages(spec, impl)
+    return _padded_stages(spec, stages, impl) if pad and can_pad(spec) else stages
+
+
+def _stages(spec: ArchSpec, impl: DepthwiseImpl) -> tuple[Stage, ...]:
     layers = spec.layers()
     n_tail = 3 if spec.head_channels else 2
     stem, body = layers[0], layers[1:-n_tail]
@@ -98,3 +141,34 @@ def merge_stage_trees(parts: list[tuple[Stage, dict]]) -> dict:
         elif tree:
             out[stage.names[0]] = tree
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePadder:
+    """Pads a stage's Net variables (one collection at a time) to its padded module's, and back."""
+
+    real: dict  # abstract variables of the stage in Net
+    padded: dict  # abstract variables of the padded module
+    gates: dict[Path, float]
+
+    def pad(self, collection: str, tree: dict) -> dict:
+        """Net's ``collection`` subtree of this stage, zero-padded, gates set."""
+        gates = self.gates if collection == "params" else {}
+        return pad_tree(tree, self.padded.get(collection, {}), gates)
+
+    def unpad(self, collection: str, tree: dict) -> dict:
+        """The padded stage's ``collection`` subtree cut back to Net's shapes."""
+        return unpad_tree(tree, self.real.get(collection, {}))
+
+
+def _abstract(module: nn.Module, in_shape: tuple[int, int, int]) -> dict:
+    x = jax.ShapeDtypeStruct((1, *in_shape), jnp.float32)
+    return jax.eval_shape(lambda v: module.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, v, True), x)
+
+
+def stage_padder(stage: Stage) -> StagePadder | None:
+    """The padder of a padded stage (None for a stage that is Net's own)."""
+    p = stage.padding
+    if p is None:
+        return None
+    return StagePadder(_abstract(p.real, p.real_in_shape), _abstract(stage.module, stage.in_shape), dict(p.gates))

@@ -65,6 +65,10 @@ class TrainConfig:
     # (per-stage executables are single-device CPU programs). Both compile the same recipe
     # (train/recipe.py). See `trains_stage_by_stage` and train/layerwise.py.
     layerwise: bool | str = False
+    # Stage by stage only: train channel-padded stages (mnas_jax/models/padding.py), keyed by what
+    # changes their program, so children share far more executables; the variables handed back
+    # have Net's shapes and the arithmetic of the real channels is unchanged (float rounding aside).
+    pad_channels: bool = False
     # Train and evaluate at this input resolution instead of the setting's: the same
     # architecture on smaller images, a cheaper proxy whose fidelity benchmarks/proxy_fidelity
     # measures. None: the setting's input size.

@@ -23,7 +23,7 @@ import numpy as np
 
 from mnas_jax.data.source import Batch
 from mnas_jax.models.depthwise import DepthwiseImpl
-from mnas_jax.models.stages import Stage, merge_stage_trees, net_stages, stage_tree
+from mnas_jax.models.stages import Stage, StagePadder, merge_stage_trees, net_stages, stage_padder, stage_tree
 from mnas_jax.space import ArchSpec
 from mnas_jax.train.compile import Compiled
 from mnas_jax.train.config import TrainConfig
@@ -44,18 +44,23 @@ class LayerwiseState(NamedTuple):
     ema: list | None
     initial_stats: list
     stages: tuple[Stage, ...]
+    padders: tuple[StagePadder | None, ...] | None = None  # channel-padded stages: back to Net's shapes
+
+    def _net(self, collection: str, trees: list) -> dict[str, Any]:
+        if self.padders is not None:
+            trees = [t if p is None else p.unpad(collection, t) for p, t in zip(self.padders, trees)]
+        return merge_stage_trees(list(zip(self.stages, trees)))
 
     def raw_params(self) -> dict[str, Any]:
         """The trained weights themselves (not their EMA), Net-shaped."""
-        return merge_stage_trees(list(zip(self.stages, self.params)))
+        return self._net("params", self.params)
 
     def eval_variables(self) -> dict[str, Any]:
         """Net-shaped variables to evaluate: the EMA when kept, BN averages debiased as in
         ``TrainState.eval_variables`` (recalibration replaces them when configured)."""
         params = self.params if self.ema is None else self.ema
         stats = [debiased_batch_stats(s, s0, jnp.asarray(self.step)) for s, s0 in zip(self.stats, self.initial_stats)]
-        return {"params": merge_stage_trees(list(zip(self.stages, params))),
-                "batch_stats": merge_stage_trees(list(zip(self.stages, stats)))}
+        return {"params": self._net("params", params), "batch_stats": self._net("batch_stats", stats)}
 
 
 def static_hyper(config: TrainConfig) -> StaticHyper:
@@ -65,9 +70,13 @@ def static_hyper(config: TrainConfig) -> StaticHyper:
                        config.ema_decay is not None, config.label_smoothing)
 
 
-def _split(stages: tuple[Stage, ...], variables: dict[str, Any]) -> tuple[list, list]:
+def _split(stages: tuple[Stage, ...], variables: dict[str, Any],
+           padders: tuple[StagePadder | None, ...] | None = None) -> tuple[list, list]:
     params = [stage_tree(variables["params"], s) for s in stages]
     stats = [stage_tree(variables.get("batch_stats", {}), s) for s in stages]
+    if padders is not None:  # Net's variables to the padded stages' shapes
+        params = [t if p is None else p.pad("params", t) for p, t in zip(padders, params)]
+        stats = [t if p is None else p.pad("batch_stats", t) for p, t in zip(padders, stats)]
     return params, stats
 
 
@@ -104,9 +113,9 @@ def _train_fn(fns: list[StageFns], key: jax.Array, lrs: np.ndarray, decays: np.n
     return train
 
 
-def _evaluate_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
+def _evaluate_fn(stages: tuple[Stage, ...], fns: list[StageFns], padders: tuple | None = None) -> Callable:
     def evaluate(variables: dict[str, Any], batch: Batch) -> dict:
-        params, stats = _split(stages, variables)
+        params, stats = _split(stages, variables, padders)
         x = batch.images
         for i, f in enumerate(fns[:-1]):
             x = f.evaluate(params[i], stats[i], x)
@@ -115,16 +124,18 @@ def _evaluate_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
     return evaluate
 
 
-def _batch_stats_fn(stages: tuple[Stage, ...], fns: list[StageFns]) -> Callable:
+def _batch_stats_fn(stages: tuple[Stage, ...], fns: list[StageFns], padders: tuple | None = None) -> Callable:
     """Each BN layer's statistics on one batch (training-mode forward from zero averages)."""
 
     def batch_stats(variables: dict[str, Any], batch: Batch) -> Any:
-        params, stats = _split(stages, variables)
+        params, stats = _split(stages, variables, padders)
         x, out = batch.images, []
         for i, f in enumerate(fns[:-1]):
             x, new, _ = f.forward(params[i], jax.tree.map(jnp.zeros_like, stats[i]), x)
             out.append(batch_statistics(new))
         out.append(fns[-1].batch_stats(params[-1], stats[-1], x))
+        if padders is not None:
+            out = [t if p is None else p.unpad("batch_stats", t) for p, t in zip(padders, out)]
         return merge_stage_trees(list(zip(stages, out)))
 
     return batch_stats
@@ -135,7 +146,8 @@ def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, 
                       cache: StageCache) -> Compiled:
     """The ``Compiled`` bundle of a child trained stage by stage, compiling only unseen stages."""
     start = time.perf_counter()
-    stages = net_stages(spec, impl)
+    stages = net_stages(spec, impl, pad=config.pad_channels)
+    padders = tuple(map(stage_padder, stages)) if any(s.padding for s in stages) else None
     parts = optimizer_parts(config)
     fns, _ = cache.prepare(stages, static_hyper(config), parts, spec.num_classes, placement.data,
                            placement.replicated)
@@ -146,13 +158,13 @@ def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, 
     rep = placement.replicated
 
     def make_state(initial: dict[str, Any]) -> LayerwiseState:
-        params, stats = _split(stages, initial)
+        params, stats = _split(stages, initial, padders)
         params = jax.device_put(params, rep)
         stats = jax.device_put(stats, rep)
         opt = jax.device_put([(parts.before.init(p), parts.after.init(p)) for p in params], rep)
         ema = jax.tree.map(jnp.copy, params) if config.ema_decay is not None else None
-        return LayerwiseState(0, params, stats, opt, ema, jax.tree.map(jnp.copy, stats), stages)
+        return LayerwiseState(0, params, stats, opt, ema, jax.tree.map(jnp.copy, stats), stages, padders)
 
-    batch_stats = _batch_stats_fn(stages, fns) if config.bn_recalibration_examples else None
-    return Compiled(make_state, _train_fn(fns, key, lrs, decays, rep), _evaluate_fn(stages, fns), batch_stats,
+    batch_stats = _batch_stats_fn(stages, fns, padders) if config.bn_recalibration_examples else None
+    return Compiled(make_state, _train_fn(fns, key, lrs, decays, rep), _evaluate_fn(stages, fns, padders), batch_stats,
                     time.perf_counter() - start)
