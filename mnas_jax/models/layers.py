@@ -68,8 +68,7 @@ class SqueezeExcite(nn.Module):
     """Global mean -> FC reduce + ReLU -> FC expand + sigmoid -> channel scale.
 
     Dense layers act on (N, C), not (N, 1, 1, C): the latter fails to convert to TFLite.
-    ``gated``: the scale is ``g * s + (1 - g)`` with a gate parameter g in {0, 1} (exactly s or
-    exactly 1).
+    ``gated``: applied only where a gate parameter g is 1 (else the identity).
     """
 
     reduced: int
@@ -77,12 +76,17 @@ class SqueezeExcite(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.gated and not self.is_initializing():  # computed only where the gate is on
+            return nn.cond(gate_param(self) > 0.5, lambda m, v: m.scale(v), lambda m, v: v, self, x)
+        if self.gated:
+            gate_param(self)
+        return self.scale(x)
+
+    def scale(self, x: jax.Array) -> jax.Array:
+        """``x`` times its squeeze-and-excite channel weights."""
         s = jnp.mean(x, axis=(1, 2))
         s = nn.relu(nn.Dense(self.reduced, name="reduce")(s))
         s = nn.sigmoid(nn.Dense(x.shape[-1], name="expand")(s))
-        if self.gated:
-            g = gate_param(self)
-            s = g * s + (1.0 - g)
         return x * s[:, None, None, :]
 
 

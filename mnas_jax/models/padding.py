@@ -2,9 +2,9 @@
 
 A layer-wise trainer compiles one set of executables per distinct stage; the MnasNet fmnist
 space has ~2,470 of them, so nearly every child meets stages no child before it compiled. A
-padded layer is keyed only by what changes its program: channel counts are rounded up to the
-next power of two (`padded_width`), squeeze-and-excite is always computed and switched off by a
-gate, and an identity (or parameter-free pooling) shortcut is switched on or off by a gate
+padded layer is keyed only by what changes its program: channel counts are rounded up to one
+of a few widths (`padded_width`), squeeze-and-excite is switched on or off by a gate (a
+conditional, so a layer without SE does not compute it), and an identity (or parameter-free pooling) shortcut is switched on or off by a gate
 (`layers.gate_param`: a parameter that never learns, so its value is data, not program).
 
 Padding is a numerical no-op for the real channels: the real weights sit in the leading slice of
@@ -28,19 +28,25 @@ import numpy as np
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.models.layers import GatedResidual, MBConv, RegularConv, Residual, SepConv, Shortcut
 from mnas_jax.models.net import ACTIVATIONS
+from mnas_jax.space.mnasnet import BASE_CHANNELS, CHANNEL_DIVISOR, FILTER_MULTIPLIERS
+from mnas_jax.space.settings import make_divisible
 from mnas_jax.space.spec import ArchSpec, LayerSpec, Op, Skip
 
 Path = tuple[str, ...]
 _PADDABLE = (Op.CONV, Op.SEPCONV, Op.MBCONV, Op.IR)
 
 
-def padded_width(channels: int) -> int:
-    """The channel count a tensor of ``channels`` is padded to: the next power of two.
+#: The widths tensors are padded up to: the widest filter choice of each block of the MnasNet
+#: space (MobileNetV2's widths x 1.25, rounded to 4), so a block's three choices share one width.
+#: Measured (benchmarks/stage_programs.py): ~1.35x the MACs of a sampled fmnist child where
+#: powers of two cost ~1.7x, for about as few programs; a grid of 1.5x steps keeps ~760.
+WIDTHS = tuple(sorted({make_divisible(c * max(FILTER_MULTIPLIERS), CHANNEL_DIVISOR) for c in BASE_CHANNELS}))
 
-    Measured on the fmnist space (benchmarks/stage_programs.py): with the SE and shortcut gates
-    it cuts the distinct stage programs from ~2,470 to ~320; a finer grid (1.5x steps) keeps ~760.
-    """
-    return 1 << (channels - 1).bit_length()
+
+def padded_width(channels: int) -> int:
+    """The channel count a tensor of ``channels`` is padded to: the next of `WIDTHS` (beyond the
+    last, the next power of two)."""
+    return next((w for w in WIDTHS if w >= channels), 1 << (channels - 1).bit_length())
 
 
 def can_pad(spec: ArchSpec) -> bool:

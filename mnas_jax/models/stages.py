@@ -9,10 +9,12 @@ trains stay interchangeable with ``Net``'s (export, evaluation, checkpoints).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.models.layers import Act, ConvBN
@@ -79,6 +81,13 @@ def _tail_stage(spec: ArchSpec, in_size: int, in_channels: int, impl: DepthwiseI
     return Stage(names, module, key, (in_size, in_size, in_channels), tail=True)
 
 
+def layer_stage_key(layer: LayerSpec, impl: DepthwiseImpl, pad: bool = False) -> str:
+    """The key of a searchable layer's stage (`Stage.key`), channel-padded or Net's own."""
+    if pad:
+        return f"padlayer:{padded_layer(layer, impl).key}:{impl.value}"
+    return f"layer:{layer.key}:{impl.value}"
+
+
 def _padded(real: Stage, module: nn.Module, key: str, channels: int, gates: tuple = ()) -> Stage:
     h, w, c = real.in_shape
     return dataclasses.replace(real, module=module, key=key, in_shape=(h, w, channels),
@@ -90,13 +99,12 @@ def _padded_stages(spec: ArchSpec, stages: tuple[Stage, ...], impl: DepthwiseImp
     stem, tail = stages[0], stages[-1]
     width = padded_width(layers[0].out_channels)
     if width != layers[0].out_channels:
-        act = ACTIVATIONS[spec.activation]
-        module = ConvBN(width, stem.module.kernel, stem.module.stride, act=act, impl=impl)
-        stem = _padded(stem, module, f"{stem.key}:o{width}", stem.in_shape[2])
+        wide = _stem_stage(spec, dataclasses.replace(layers[0], out_channels=width), impl)  # Net's own at that width
+        stem = _padded(stem, wide.module, wide.key, stem.in_shape[2])
     out = [stem]
     for stage, layer in zip(stages[1:-1], layers[1:]):
         p = padded_layer(layer, impl)
-        out.append(_padded(stage, p.module, f"padlayer:{p.key}:{impl.value}", padded_width(layer.in_channels),
+        out.append(_padded(stage, p.module, layer_stage_key(layer, impl, True), padded_width(layer.in_channels),
                            p.gates))
     size, channels = tail.in_shape[0], tail.in_shape[2]
     if padded_width(channels) != channels:
@@ -118,7 +126,7 @@ def _stages(spec: ArchSpec, impl: DepthwiseImpl) -> tuple[Stage, ...]:
     stem, body = layers[0], layers[1:-n_tail]
     stages = [_stem_stage(spec, stem, impl)]
     for i, layer in enumerate(body):
-        stages.append(Stage((f"layer{i}",), build_layer(layer, impl, None), f"layer:{layer.key}:{impl.value}",
+        stages.append(Stage((f"layer{i}",), build_layer(layer, impl, None), layer_stage_key(layer, impl),
                             (layer.in_size, layer.in_size, layer.in_channels)))
     first_tail = layers[-n_tail]
     stages.append(_tail_stage(spec, first_tail.in_size, first_tail.in_channels, impl))
@@ -161,14 +169,18 @@ class StagePadder:
         return unpad_tree(tree, self.real.get(collection, {}))
 
 
+@functools.lru_cache(maxsize=4096)
 def _abstract(module: nn.Module, in_shape: tuple[int, int, int]) -> dict:
+    """A module's abstract variables (~50 ms to trace; modules compare by value, so children
+    sharing a padded stage share this)."""
     x = jax.ShapeDtypeStruct((1, *in_shape), jnp.float32)
     return jax.eval_shape(lambda v: module.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, v, True), x)
 
 
-def stage_padder(stage: Stage) -> StagePadder | None:
-    """The padder of a padded stage (None for a stage that is Net's own)."""
-    p = stage.padding
-    if p is None:
+def stage_padder(stage: Stage, variables: dict) -> StagePadder | None:
+    """The padder of a padded stage of a Net with ``variables`` (None for a stage that is Net's own)."""
+    if stage.padding is None:
         return None
-    return StagePadder(_abstract(p.real, p.real_in_shape), _abstract(stage.module, stage.in_shape), dict(p.gates))
+    real = {c: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), stage_tree(tree, stage))
+            for c, tree in variables.items()}
+    return StagePadder(real, _abstract(stage.module, stage.in_shape), dict(stage.padding.gates))

@@ -147,7 +147,7 @@ def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, 
     """The ``Compiled`` bundle of a child trained stage by stage, compiling only unseen stages."""
     start = time.perf_counter()
     stages = net_stages(spec, impl, pad=config.pad_channels)
-    padders = tuple(map(stage_padder, stages)) if any(s.padding for s in stages) else None
+    padders = tuple(stage_padder(s, variables) for s in stages) if any(s.padding for s in stages) else None
     parts = optimizer_parts(config)
     fns, _ = cache.prepare(stages, static_hyper(config), parts, spec.num_classes, placement.data,
                            placement.replicated)
