@@ -83,37 +83,39 @@ def legacy_train_fn(fns: list, key: Any, lrs: np.ndarray, decays: np.ndarray, re
 
 def compute_only_fn(fns: list, key: Any, inputs: Any) -> Callable:
     """The step with every executable waited for; also returns the wall and process-CPU seconds
-    spent inside them."""
+    spent inside them and the costliest stage's share of that CPU (forward + backward)."""
     import jax
 
     wait = jax.block_until_ready
     chain, tail = fns[:-1], fns[-1]
 
-    def timed(f: Callable, *args: Any) -> Any:
+    def timed(stage: int, f: Callable, *args: Any) -> Any:
         start, cpu = time.perf_counter(), time.process_time()
         out = wait(f(*args))
         inside[0] += time.perf_counter() - start
-        inside[1] += time.process_time() - cpu
+        per_stage[stage] += time.process_time() - cpu
         return out
 
-    inside = [0.0, 0.0]
+    inside, per_stage = [0.0], [0.0] * len(fns)
 
-    def train(state: Any, batch: Any, _key: Any) -> tuple[Any, dict, tuple[float, float]]:
-        inside[:] = [0.0, 0.0]
+    def train(state: Any, batch: Any, _key: Any) -> tuple[Any, dict, tuple[float, float, float]]:
+        inside[0], per_stage[:] = 0.0, [0.0] * len(fns)
         lr, decay = inputs.lr[state.step], inputs.decay[state.step]
         params, stats, opt = list(state.params), list(state.stats), list(state.opt)
         x, vjps = batch.images, []
         for i, f in enumerate(chain):
-            x, stats[i], vjp = timed(f.forward, params[i], stats[i], x)
+            x, stats[i], vjp = timed(i, f.forward, params[i], stats[i], x)
             vjps.append(vjp)
         t = len(chain)
         dx, loss, _, params[t], stats[t], opt[t], _, _ = timed(
-            tail.train, params[t], stats[t], opt[t], None, x, batch.labels, batch.mask, key, inputs.step[state.step],
+            t, tail.train, params[t], stats[t], opt[t], None, x, batch.labels, batch.mask, key, inputs.step[state.step],
             lr, decay)
         for i in reversed(range(t)):
-            dx, params[i], opt[i], _, _ = timed(chain[i].backward, vjps[i], dx, params[i], opt[i], None, lr, decay)
+            dx, params[i], opt[i], _, _ = timed(i, chain[i].backward, vjps[i], dx, params[i], opt[i], None, lr, decay)
             vjps[i] = None
-        return state._replace(step=state.step + 1, params=params, stats=stats, opt=opt), {"loss": loss}, tuple(inside)
+        cpu = sum(per_stage)
+        return state._replace(step=state.step + 1, params=params, stats=stats, opt=opt), {"loss": loss}, (
+            inside[0], cpu, max(per_stage) / cpu)
 
     return train
 
@@ -169,7 +171,7 @@ def measure_child(spec: Any, config: Any, data: Any, cache: Any, placement: Any,
     batches, data_ms = _batches(config, data, placement, seed=index)
     states, trains, key = child["states"], child["trains"], child["key"]
     rec: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": [], "main": [], "loss": []} for v in VARIANTS}
-    inside: list[tuple[float, float]] = []
+    inside: list[tuple[float, float, float]] = []
     for step, batch in enumerate(batches):
         order = VARIANTS if step % 2 == 0 else VARIANTS[::-1]
         for v in order:
@@ -187,8 +189,9 @@ def measure_child(spec: Any, config: Any, data: Any, cache: Any, placement: Any,
     for v in VARIANTS:
         for k in ("wall", "cpu", "main"):
             row[f"{v}_{k}_ms"] = float(np.median(rec[v][k][WARMUP:]) * 1e3)
-    row["compute_inside_ms"] = float(np.median([w for w, _ in inside[WARMUP:]]) * 1e3)
-    row["compute_inside_cpu_ms"] = float(np.median([c for _, c in inside[WARMUP:]]) * 1e3)
+    row["compute_inside_ms"] = float(np.median([w for w, _, _ in inside[WARMUP:]]) * 1e3)
+    row["compute_inside_cpu_ms"] = float(np.median([c for _, c, _ in inside[WARMUP:]]) * 1e3)
+    row["costliest_stage_share"] = float(np.median([f for _, _, f in inside[WARMUP:]]))
     pairs = np.array(rec["after"]["wall"][WARMUP:]) / np.array(rec["before"]["wall"][WARMUP:])
     row["after_over_before"] = float(np.median(pairs))
     before, after = np.array(rec["before"]["loss"]), np.array(rec["after"]["loss"])
@@ -214,15 +217,15 @@ def run(n: int, seed: int, steps: int) -> list[dict[str, Any]]:
         spec = dataclasses.replace(space.decode(tokens), input_size=config.input_size)
         rows.append(measure_child(spec, config, data, cache, placement, i))
         r = rows[-1]
-        print(f"child {i}: before {r['before_wall_ms']:.0f} ms, after {r['after_wall_ms']:.0f} ms "
-              f"(x{r['after_over_before']:.2f}), compute {r['compute_inside_ms']:.0f} ms; losses identical "
-              f"{r['losses_identical']}", flush=True)
+        print(f"child {i}: before {r['before_wall_ms']:.0f} ms ({r['before_cpu_ms']:.0f} cpu), after "
+              f"{r['after_wall_ms']:.0f} ms ({r['after_cpu_ms']:.0f} cpu), x{r['after_over_before']:.2f}; compute "
+              f"{r['compute_inside_cpu_ms']:.0f} cpu ms; losses identical {r['losses_identical']}", flush=True)
     return rows
 
 
 def summarise(rows: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
     """Medians over children of every per-child column."""
-    keys = [k for k in rows[0] if k.endswith("_ms") or k == "after_over_before"]
+    keys = [k for k in rows[0] if k.endswith("_ms") or k in ("after_over_before", "costliest_stage_share")]
     summary = {k: float(np.median([r[k] for r in rows])) for k in keys}
     summary["all_losses_identical"] = all(r["losses_identical"] for r in rows)
     return {"args": args, "summary": summary, "rows": rows,
@@ -238,17 +241,25 @@ def write(report: dict[str, Any]) -> str:
              f"proxy preset ({a['steps']} steps of 32 images at 16x16); cores {report['machine']['affinity']}; "
              f"async dispatch {'off' if a['sync_dispatch'] else 'on'}. Medians over steps {WARMUP}+; the three "
              "copies of each child step in turn (interleaved).", "",
-             "| child | stages | before ms | after ms | after/before | compute ms | before cpu ms | after cpu ms "
-             "| before host ms | after host ms | data ms | losses identical |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| child | stages | before ms | after ms | after/before | before cpu ms | after cpu ms | after cpu/before "
+             "| compute cpu ms | costliest stage | before host ms | after host ms | data ms | losses identical |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"] + [dict(report["summary"], child="median", stages="",
                                     losses_identical=report["summary"]["all_losses_identical"])]:
         lines.append(f"| {r['child']} | {r['stages']} | {r['before_wall_ms']:.0f} | {r['after_wall_ms']:.0f} | "
-                     f"{r['after_over_before']:.2f} | {r['compute_inside_ms']:.0f} | {r['before_cpu_ms']:.0f} | "
-                     f"{r['after_cpu_ms']:.0f} | {r['before_main_ms']:.1f} | {r['after_main_ms']:.1f} | "
+                     f"{r['after_over_before']:.2f} | {r['before_cpu_ms']:.0f} | {r['after_cpu_ms']:.0f} | "
+                     f"{r['after_cpu_ms'] / r['before_cpu_ms']:.2f} | {r['compute_inside_cpu_ms']:.0f} | "
+                     f"{r['costliest_stage_share']:.0%} | {r['before_main_ms']:.1f} | {r['after_main_ms']:.1f} | "
                      f"{r['data_ms']:.1f} | {r['losses_identical']} |")
-    lines += ["", "ms: wall per step; compute: the time inside the executables, each waited for (the floor); "
-              "cpu: this process's CPU per step (all threads; robust to other jobs on the core); host: the "
+    m = report["summary"]
+    lines += ["", f"Median child: {m['after_cpu_ms']:.0f} CPU ms a step, {m['after_cpu_ms'] / m['compute_inside_cpu_ms']:.2f}x "
+              f"the {m['compute_inside_cpu_ms']:.0f} ms inside its executables: the step runs at its compute floor; "
+              f"the host's own share is the main thread's {m['after_main_ms']:.0f} ms (was {m['before_main_ms']:.0f}), "
+              "most of it overlapped with the executables by async dispatch."]
+    lines += ["", "ms: wall per step (after/before: median of the per-step ratios); cpu: this process's CPU per "
+              "step (all threads; what the wall is on an idle core, robust to other jobs on it); compute cpu: the "
+              "CPU inside the executables, each waited for (the floor); costliest stage: its share of that "
+              "compute (forward + backward); host: the "
               "main thread's CPU per step (Python, pytree flattening, dispatch, transfers); data: making one "
               "batch (the loop's prefetch thread). Reproduce: `taskset -c 0 python -m benchmarks.step_overhead` "
               "(see its docstring)."]
