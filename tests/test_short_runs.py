@@ -154,3 +154,29 @@ def test_static_hyper_is_what_compiles() -> None:
     b = dataclasses.replace(a, max_steps=a.max_steps * 3, base_learning_rate=0.5, warmup_epochs=1.0)
     assert static_hyper(a) == static_hyper(b)
     assert static_hyper(a) != static_hyper(dataclasses.replace(a, batch_size=64))
+
+
+def test_layerwise_step_keeps_the_losses_of_the_step_before(fmnist: ArraySource,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 item 4: the faster stage-by-stage step (schedule put on the device once, one
+    dispatch for the metrics) trains exactly as the step before it (benchmarks/step_overhead.py
+    keeps that one as its baseline): the proxy preset on a fixed child, the same losses at every
+    step and the same evaluation, bit for bit."""
+    from benchmarks.step_overhead import legacy_train_fn
+    from mnas_jax.train import layerwise
+
+    config = dataclasses.replace(get_preset("proxy"), max_steps=6, log_every=1, train_limit=512, val_limit=256,
+                                 bn_recalibration_examples=64, input_size=None)
+    cache = StageCache()
+    after = train_and_evaluate(MIXED, config, jax.random.key(5), fmnist, stage_cache=cache)
+
+    def legacy(fns, key, inputs):  # the old step, fed the same schedule as host floats
+        lrs, decays = (np.array([np.asarray(v) for v in vs], np.float32) for vs in (inputs.lr, inputs.decay))
+        return legacy_train_fn(fns, key, lrs, decays, inputs.lr[0].sharding)
+
+    monkeypatch.setattr(layerwise, "_train_fn", legacy)
+    before = train_and_evaluate(MIXED, config, jax.random.key(5), fmnist, stage_cache=cache)
+    assert before.ok and after.ok
+    assert len(after.loss_curve) == config.max_steps
+    assert after.loss_curve == before.loss_curve
+    assert after.val_loss == before.val_loss and after.val_accuracy == before.val_accuracy

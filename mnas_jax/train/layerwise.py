@@ -13,6 +13,7 @@ The state and the callables it returns have the shapes ``train_and_evaluate`` ex
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -80,35 +81,56 @@ def _split(stages: tuple[Stage, ...], variables: dict[str, Any],
     return params, stats
 
 
-def _train_fn(fns: list[StageFns], key: jax.Array, lrs: np.ndarray, decays: np.ndarray,
-              replicated: jax.sharding.Sharding) -> Callable:
+class StepInputs(NamedTuple):
+    """The per-step scalars of a whole run, put on the device once (not three transfers a step)."""
+
+    step: list[jax.Array]  # int32, the step index (the tail's dropout key)
+    lr: list[jax.Array]
+    decay: list[jax.Array]
+
+
+def step_inputs(lrs: np.ndarray, decays: np.ndarray, replicated: jax.sharding.Sharding) -> StepInputs:
+    """Every step's index, learning rate and EMA decay as device scalars, in one batched transfer:
+    the values the step loop used to put one by one (same float32 values)."""
+    steps = [np.int32(i) for i in range(len(lrs))]
+    put = jax.device_put((steps, [np.float32(v) for v in lrs], [np.float32(v) for v in decays]), replicated)
+    return StepInputs(*put)
+
+
+@functools.partial(jax.jit, static_argnames="batch_size")
+def step_metrics(loss: jax.Array, correct: jax.Array, norms: list[jax.Array], batch_size: int) -> dict:
+    """A step's metrics in one dispatch (the same sums as one eager op per stage)."""
+    return {"loss": loss, "accuracy": correct / batch_size, "grad_norm": jnp.sqrt(sum(norms))}
+
+
+def _train_fn(fns: list[StageFns], key: jax.Array, inputs: StepInputs) -> Callable:
+    """One training step: ~2 executables per stage and one for the metrics; no host transfers,
+    no host syncs (metrics stay on the device until the loop fetches them)."""
     chain, tail = fns[:-1], fns[-1]
-    put = lambda v: jax.device_put(np.float32(v), replicated)  # noqa: E731
+    forwards = [f.forward for f in chain]
+    backwards = [f.backward for f in chain]
+    tail_train = tail.train
+    t = len(chain)
 
     def train(state: LayerwiseState, batch: Batch, _key: jax.Array) -> tuple[LayerwiseState, dict]:
-        lr, decay = put(lrs[state.step]), put(decays[state.step])
+        lr, decay = inputs.lr[state.step], inputs.decay[state.step]
         params, stats, opt = list(state.params), list(state.stats), list(state.opt)
-        ema = None if state.ema is None else list(state.ema)
-        x, vjps = batch.images, []
-        for i, f in enumerate(chain):
-            x, stats[i], vjp = f.forward(params[i], stats[i], x)
-            vjps.append(vjp)
-        t = len(chain)
-        dx, loss, correct, params[t], stats[t], opt[t], ema_t, sumsq = tail.train(
-            params[t], stats[t], opt[t], None if ema is None else ema[t], x, batch.labels, batch.mask, key,
-            jax.device_put(np.int32(state.step), replicated), lr, decay)
+        ema = state.ema
+        emas = [None] * (t + 1) if ema is None else list(ema)
+        x, vjps = batch.images, [None] * t
+        for i in range(t):
+            x, stats[i], vjps[i] = forwards[i](params[i], stats[i], x)
+        dx, loss, correct, params[t], stats[t], opt[t], emas[t], sumsq = tail_train(
+            params[t], stats[t], opt[t], emas[t], x, batch.labels, batch.mask, key, inputs.step[state.step], lr,
+            decay)
         norms = [sumsq]
-        if ema is not None:
-            ema[t] = ema_t
         for i in reversed(range(t)):
-            dx, params[i], opt[i], ema_i, sq = chain[i].backward(vjps[i], dx, params[i], opt[i],
-                                                                 None if ema is None else ema[i], lr, decay)
+            dx, params[i], opt[i], emas[i], sq = backwards[i](vjps[i], dx, params[i], opt[i], emas[i], lr, decay)
             vjps[i] = None  # free the residuals as soon as they are used
             norms.append(sq)
-            if ema is not None:
-                ema[i] = ema_i
-        metrics = {"loss": loss, "accuracy": correct / batch.labels.shape[0], "grad_norm": jnp.sqrt(sum(norms))}
-        return state._replace(step=state.step + 1, params=params, stats=stats, opt=opt, ema=ema), metrics
+        metrics = step_metrics(loss, correct, norms, batch.labels.shape[0])
+        return state._replace(step=state.step + 1, params=params, stats=stats, opt=opt,
+                              ema=None if ema is None else emas), metrics
 
     return train
 
@@ -166,5 +188,5 @@ def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, 
         return LayerwiseState(0, params, stats, opt, ema, jax.tree.map(jnp.copy, stats), stages, padders)
 
     batch_stats = _batch_stats_fn(stages, fns, padders) if config.bn_recalibration_examples else None
-    return Compiled(make_state, _train_fn(fns, key, lrs, decays, rep), _evaluate_fn(stages, fns, padders), batch_stats,
-                    time.perf_counter() - start)
+    train = _train_fn(fns, key, step_inputs(lrs, decays, rep))
+    return Compiled(make_state, train, _evaluate_fn(stages, fns, padders), batch_stats, time.perf_counter() - start)
