@@ -35,7 +35,11 @@ def _leaf(path: tuple[str, ...], shape: tuple[int, ...], rng: np.random.Generato
 def init_variables(model: nn.Module, input_shape: tuple[int, ...], seed: int) -> dict[str, Any]:
     """Variables for `model` on inputs of `input_shape`, reproducible from `seed`."""
     x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    return fill_variables(jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x), seed)
+
+
+def fill_variables(shapes: Any, seed: int) -> dict[str, Any]:
+    """A variables tree of the given abstract `shapes`, filled by the rules above from `seed`."""
     rng = np.random.default_rng(seed)
     flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
     leaves = [jnp.asarray(_leaf(tuple(getattr(p, "key", str(p)) for p in path), tuple(leaf.shape), rng))
