@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnas_jax.models.net import build_model
+from mnas_jax.models.depthwise import DepthwiseImpl
+from mnas_jax.models.net import build_layer, build_model
 from mnas_jax.models.supernet_layout import KERNEL, SupernetLayout, body_layers, layer_slots
-from mnas_jax.space.spec import ArchSpec, Op
+from mnas_jax.space.spec import ArchSpec, LayerSpec, Op
 
 # the child's module names inside a layer body -> the supernet's, per op
 _BODY: dict[Op, dict[str, str]] = {
@@ -67,5 +68,18 @@ def child_variables(layout: SupernetLayout, variables: dict[str, Any], spec: Arc
         src = (key[0], *_source(key[1:], layer_map))
         if src not in flat_src:
             raise KeyError(f"supernet has no variable {'/'.join(src)} for the child's {'/'.join(key)}")
+        out[key] = jnp.asarray(_cut(flat_src[src], tuple(leaf.shape)))
+    return flax.traverse_util.unflatten_dict(out)
+
+
+def layer_variables(slot_variables: dict[str, Any], layer: LayerSpec) -> dict[str, Any]:
+    """The variables of `layer` alone (`net.build_layer`'s module) cut out of its slot's."""
+    module = build_layer(layer, DepthwiseImpl.XLA, None)
+    x = jax.ShapeDtypeStruct((1, layer.in_size, layer.in_size, layer.in_channels), jnp.float32)
+    shapes = jax.eval_shape(lambda v: module.init(jax.random.key(0), v, False), x)
+    flat_src = {k: np.asarray(v) for k, v in flax.traverse_util.flatten_dict(slot_variables).items()}
+    out = {}
+    for key, leaf in flax.traverse_util.flatten_dict(shapes).items():
+        src = (key[0], *_source(("layer", *key[1:]), {"layer": ("", "", layer.op)})[2:])
         out[key] = jnp.asarray(_cut(flat_src[src], tuple(leaf.shape)))
     return flax.traverse_util.unflatten_dict(out)
