@@ -84,7 +84,8 @@ def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentPars
     v.add_argument("--floor-n", type=int, default=None,
                    help="archs (the first of the --n) measured a second time for the label "
                         "noise floor printed beside the accuracy (default: all --n, which "
-                        "doubles the measuring time; 0: no floor)")
+                        "doubles the measuring time: 4 interleaved rounds, ~3 s per MnasNet-224 "
+                        "arch on a quiet core, ~14 s on a shared one; 0: no floor)")
     v.add_argument("--workdir", default=".", help="store, tables and predictors live here")
     v.add_argument("--model", type=Path, default=None, help="predictor directory (default: the "
                    "one 'mnas predictor fit' wrote for this device)")
