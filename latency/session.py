@@ -28,10 +28,10 @@ REFERENCE = "mobilenetv2"
 #: MnasNet-224 archs measured in two passes, pass 2 scored against pass 1;
 #: benchmarks/reports/latency_noise_floor.md). On a core shared with other jobs (within-run CV
 #: 5-30%) the protocol before (2 rounds, re-measuring while the CV is above 5%) had a floor of
-#: +-5% 55% / +-10% 77% / tau 0.883 at 18 s per arch; this one (4 rounds, no re-measuring)
-#: 74% / 94% / 0.925 at 13 s. Re-measuring keeps a measurement's steadiest attempt, a quiet
-#: window its reference does not share: it fired almost always there and tripled the cost for
-#: no gain; the time saved pays for the rounds. On a quiet core it seldom fires anyway.
+#: +-5% 54% / +-10% 75% / tau 0.874 at 14 s per arch; this one (4 rounds, no re-measuring)
+#: 74% / 94% / 0.925 at 10 s. Rounds are what lowers the floor; re-measuring fired almost
+#: always there and tripled the cost for -9 to +6 points at equal rounds (on a quiet core it
+#: seldom fires, so there the 4 rounds cost about twice the 2).
 ARCH_PROTOCOL = MeasureProtocol(max_retries=0)
 ARCH_ROUNDS = 4
 
