@@ -8,7 +8,8 @@ local: the local CPU device (LiteRT, 1 thread, XNNPACK) on the MnasNet imagenet 
   the two passes; scoring throughput of the table (vectorised) and of the predictor (batch).
 transfer: device B = another configuration of the local CPU (XNNPACK off; 2 threads), the
   predictor of the local device plus k measurements on B (k = 5, 10, 20, 50; several random
-  draws of the k), scored on the same held-out archs measured on B.
+  draws of the k), scored on the same held-out archs measured on B, beside B's noise floor
+  (FLOOR_N of them measured a second time).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ TRANSFER_KS = (5, 10, 20, 50)
 SPACE, SETTING = "mnasnet", "imagenet"
 TRAIN_SEED, TEST_SEED = 101, 202
 SEEDS = 5  # predictor fits with different seeds, to show how much the result depends on one
-TRAIN_CHUNK = 300  # training archs are drawn in seeded chunks, so a larger --n-train adds archs
+TRAIN_CHUNK = 300
+FLOOR_N = 50  # held-out archs measured twice on a transfer's device B, for its noise floor  # training archs are drawn in seeded chunks, so a larger --n-train adds archs
 
 
 def _specs(n_train: int, n_test: int) -> tuple[list, list]:
@@ -104,7 +106,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
     from latency.workdir import Workdir
     from mnas_jax.space import get_space
     from predictor.io import save_predictor
-    from predictor.metrics import plot_predicted_vs_measured, report
+    from predictor.metrics import noise_floor, plot_predicted_vs_measured, report
     from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 
     space = get_space(SPACE, SETTING)
@@ -142,7 +144,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
         other = fit_on_device(train, y_train, table, fingerprint=fp.to_dict(), space=space,
                               seed=seed)
         seeds[seed] = report(other.predict(test)[0], y_test)
-    floor = report(pass2, pass1)
+    floor = noise_floor(pass1, pass2)
     series = {k: (np.array(v), y_test) for k, v in ev["predictions"].items()
               if k in ("predictor", "table_scale", "table_sum")}
     plot_predicted_vs_measured(str(out / "local_scatter.png"), series, unit="x mobilenetv2",
@@ -162,7 +164,7 @@ def section_local(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_test
         "measure_seconds": {"train": train_wall, "test_two_passes": test_wall},
         "reference_ms_recent": {"median": float(np.median(ref_ms)), "min": float(np.min(ref_ms)),
                                 "max": float(np.max(ref_ms))},
-        "methods": methods, "methods_vs_pass1_only": ev_pass1["methods"],
+        "methods": methods, "methods_vs_pass1_only": ev_pass1["methods"], "noise_floor": floor,
         "best_baseline_on_within_5": best_base,
         "coverage_1sd": ev["coverage_1sd"],
         "predictor_by_seed": {str(k): v for k, v in seeds.items()},
@@ -186,7 +188,7 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
     from mnas_jax.space import get_space
     from latency.workdir import Workdir
     from predictor.io import load_predictor
-    from predictor.metrics import report
+    from predictor.metrics import noise_floor, report
     from predictor.relative_fit import fit_on_device
     from predictor.transfer import TransferPredictor
 
@@ -213,7 +215,9 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
             fp_b = session.device.fingerprint()
             y_k = measure_relative(session, train[:kmax])
             y_test = measure_relative(session, test)
-        wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+            # the label noise floor on B: the first FLOOR_N held-out archs measured again
+            second = measure_relative(session, test[:FLOOR_N], fresh=True)
         a_test = np.asarray(base.predict(test)[0])
         per_k: dict[str, Any] = {"0 (device A's predictor as is)": report(a_test, y_test)}
         for k in TRANSFER_KS:
@@ -231,6 +235,7 @@ def section_transfer(out: pathlib.Path, workdir: pathlib.Path, n_train: int, n_t
                              for m in ("transfer", "scale_only")}
         ratio = float(np.median(y_test / a_test))
         results[device] = {"fingerprint": fp_b.to_dict(), "measure_wall_seconds": wall,
+                           "noise_floor": noise_floor(y_test[:FLOOR_N], second),
                            "median_B_over_A_relative": ratio, "by_k": per_k,
                            "acceptance_k20_within_10_ge_90": per_k["20"]["transfer"]["within_10"] >= 0.90}
     _plot_transfer(out / "transfer.png", results)
@@ -276,6 +281,10 @@ def print_local(r: dict[str, Any]) -> None:
     print(f"predictor over {len(by_seed)} seeds: " + ", ".join(
         f"{k} {min(v[k] for v in by_seed):.3f}-{max(v[k] for v in by_seed):.3f}"
         for k in ("within_5", "within_10", "kendall_tau")))
+    if "noise_floor" in r:
+        f = r["noise_floor"]
+        print(f"noise floor (the {f['n']} held-out archs measured twice, pass 2 vs pass 1): "
+              f"+-5% {f['within_5']:.1%}, +-10% {f['within_10']:.1%}, tau {f['kendall_tau']:.3f}")
     print("acceptance:", ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in r["acceptance"].items()))
 
 
@@ -293,5 +302,10 @@ def print_transfer(r: dict[str, Any]) -> None:
                 rows.append((device, k, m, f"{v[m]['within_5']:.1%}",
                              f"{v[m]['within_10']:.1%} (min {v[m]['within_10_min']:.1%})",
                              f"{v[m]['kendall_tau']:.3f}"))
+        if "noise_floor" in d:
+            f = d["noise_floor"]
+            rows.append((device, "-", f"noise floor ({f['n']} archs, pass vs pass)",
+                         f"{f['within_5']:.1%}", f"{f['within_10']:.1%}",
+                         f"{f['kendall_tau']:.3f}"))
     print_table(f"transfer from local to another configuration ({r['n_test']} held-out archs)",
                 ("device B", "k", "method", "+-5%", "+-10%", "Kendall tau"), rows)

@@ -24,6 +24,17 @@ from mnas_jax.space import ArchSpec, SETTINGS, reference
 
 REFERENCE = "mobilenetv2"
 
+#: How a session measures architectures, chosen on the label noise floor (the same 50 fresh
+#: MnasNet-224 archs measured in two passes, pass 2 scored against pass 1;
+#: benchmarks/reports/latency_noise_floor.md). On a core shared with other jobs (within-run CV
+#: 5-30%) the protocol before (2 rounds, re-measuring while the CV is above 5%) had a floor of
+#: +-5% 54% / +-10% 75% / tau 0.874 at 14 s per arch; this one (4 rounds, no re-measuring)
+#: 74% / 94% / 0.925 at 10 s. Rounds are what lowers the floor; re-measuring fired almost
+#: always there and tripled the cost for -9 to +6 points at equal rounds (on a quiet core it
+#: seldom fires, so there the 4 rounds cost about twice the 2).
+ARCH_PROTOCOL = MeasureProtocol(max_retries=0)
+ARCH_ROUNDS = 4
+
 
 def setting_of(spec: ArchSpec) -> str:
     """The setting whose input and classes the spec has (for its reference model)."""
@@ -44,12 +55,12 @@ class DeviceSession:
     store: MeasurementStore
     exporter: PrefetchExporter
     source: str
-    protocol: MeasureProtocol = MeasureProtocol()
-    rounds: int = 2  # interleaved rounds per measurement of a set of archs (see measure_rounds)
+    protocol: MeasureProtocol = ARCH_PROTOCOL
+    rounds: int = ARCH_ROUNDS  # interleaved rounds per measurement of a set of archs
 
     @classmethod
     def open(cls, device_spec: str, workdir: str | Path | Workdir,
-             protocol: MeasureProtocol | None = None, rounds: int = 2) -> DeviceSession:
+             protocol: MeasureProtocol | None = None, rounds: int = ARCH_ROUNDS) -> DeviceSession:
         """Open the device, the store of ``workdir`` and an exporter (1-thread local: own core)."""
         workdir = Workdir.of(workdir)
         device = open_device(device_spec)
@@ -64,7 +75,7 @@ class DeviceSession:
         store = MeasurementStore.in_workdir(workdir)
         exporter = PrefetchExporter(workdir.tflite_cache, convert_cores)
         return cls(device, store, exporter, device_spec.split(":")[0],
-                   protocol or MeasureProtocol(), rounds)
+                   protocol or ARCH_PROTOCOL, rounds)
 
     def close(self) -> None:
         """Stop the exporter's workers and close the store."""

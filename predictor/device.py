@@ -10,6 +10,7 @@ predictors are saved with `predictor.io.save_predictor`, in the work directory's
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ from mnas_jax.files import write_atomic
 from mnas_jax.space import ArchSpec, SearchSpace, sample_specs
 from predictor.io import PredictorDir, load_predictor, read_predictor_dir, save_predictor
 from predictor.kinds import Predictor
-from predictor.metrics import plot_predicted_vs_measured
+from predictor.metrics import noise_floor, plot_predicted_vs_measured, report
 from predictor.relative_fit import evaluate_on_fresh, fit_on_device
 from predictor.transfer import TransferPredictor
 
@@ -73,15 +74,30 @@ def transfer_device(session: DeviceSession, base: PredictorDir, base_path: Path,
 
 
 def validate_device(session: DeviceSession, model: Path, space: SearchSpace, n: int, seed: int,
-                    out: Path, *, progress: bool = True) -> dict[str, Any]:
+                    out: Path, *, floor_n: int | None = None,
+                    progress: bool = True) -> dict[str, Any]:
     """The predictor in `model` against `n` fresh archs (none it was trained on) measured now:
-    its error and every baseline's; the report (JSON) and a predicted-vs-measured plot are
-    written to `out`. Returns the report."""
+    its error and every baseline's, beside the label noise floor (the first `floor_n` of the
+    archs, default all, measured a second time: pass 2 scored against pass 1, see
+    `predictor.metrics.noise_floor`; 0 skips it); the report (JSON) and a predicted-vs-measured
+    plot are written to `out`. Returns the report."""
     fp = session.device.fingerprint()
     pred = load_predictor(model, space=space.name, setting=space.setting, device_id=fp.device_id)
     specs = sample_specs(space, n, seed, pred.train_ids)
+    t0 = time.perf_counter()
     y = measure_relative(session, specs, fresh=True, progress=progress)
+    pass1_s = time.perf_counter() - t0
     rep = evaluate_on_fresh(pred, specs, y)
+    floor_n = len(specs) if floor_n is None else min(floor_n, len(specs))
+    if floor_n > 0:
+        t0 = time.perf_counter()
+        y2 = measure_relative(session, specs[:floor_n], fresh=True, progress=progress)
+        rep["noise_floor"] = noise_floor(y[:floor_n], y2) | {
+            "pass2": y2.tolist(), "seconds_pass1": pass1_s,
+            "seconds_pass2": time.perf_counter() - t0, "rounds": session.rounds}
+        if floor_n < len(specs):  # the predictor on the same archs as the floor
+            rep["noise_floor"]["predictor_on_these_archs"] = report(
+                np.array(rep["predictions"]["predictor"][:floor_n]), y[:floor_n])
     out.mkdir(parents=True, exist_ok=True)
     rep |= {"predictor_dir": str(model), "device": fp.device_id, "space": space.name,
             "setting": space.setting, "report": str(out / REPORT_NAME),

@@ -3,6 +3,7 @@
 One function per number, so a report is a plain dict and each number has one definition:
 RMSE, RMSPE (root mean squared relative error, in %), share within +-5% / +-10% (relative error
 |pred / true - 1| <= tol), Kendall tau-b and Spearman rho (rank agreement, what a search needs).
+`noise_floor` scores a second measuring pass against the first with the same numbers.
 """
 
 from __future__ import annotations
@@ -110,6 +111,18 @@ def report(pred: Any, true: Any) -> dict[str, float]:
     out = {name: fn(p, t) for name, fn in METRICS.items()}
     out["n"] = int(p.size)
     return out
+
+
+def noise_floor(pass1: Any, pass2: Any) -> dict[str, float]:
+    """The label noise floor: the same archs measured twice, pass 2 scored against pass 1 with
+    every metric above, as if it were a predictor of pass 1's labels.
+
+    No predictor can be trusted to beat it on fresh labels of the same protocol: a predictor
+    equal to the true latency scores about this against one noisy pass (a little better, since
+    only one side is noisy). Printed beside a predictor's accuracy so that an accuracy close to
+    it reads as "limited by the labels", not by the predictor.
+    """
+    return report(pass2, pass1)
 
 
 def coverage(pred: Any, true: Any, sd: Any, k: float = 1.0) -> float:

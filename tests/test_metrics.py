@@ -38,6 +38,25 @@ def test_rank_correlations_closed_form():
     assert math.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
 
 
+def test_noise_floor_closed_form():
+    """Pass 2 scored against pass 1: pass 1 is the label (the denominator)."""
+    pass1 = [1.00, 1.20, 1.40, 1.60, 2.00]
+    pass2 = [1.04, 1.14, 1.54, 1.50, 2.30]  # +4%, -5%, +10%, -6.25%, +15%
+    f = metrics.noise_floor(pass1, pass2)
+    assert f["within_5"] == pytest.approx(2 / 5)  # the -5% bound is inclusive
+    assert f["within_10"] == pytest.approx(4 / 5)
+    # pairs in order except (1.54, 1.50) swapped: 9 concordant, 1 discordant of 10
+    assert f["kendall_tau"] == pytest.approx(8 / 10)
+    assert f["rmspe"] == pytest.approx(100 * math.sqrt(
+        (0.04 ** 2 + 0.05 ** 2 + 0.10 ** 2 + 0.0625 ** 2 + 0.15 ** 2) / 5))
+    assert f["bias_pct"] == pytest.approx(100 * (0.04 - 0.05 + 0.10 - 0.0625 + 0.15) / 5)
+    assert f["n"] == 5
+    same = metrics.noise_floor(pass1, pass1)
+    assert same["within_5"] == 1.0 and same["kendall_tau"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="predictions for"):
+        metrics.noise_floor(pass1, pass2[:3])
+
+
 def test_report_and_coverage():
     rep = metrics.report([1.0, 2.0, 3.3], [1.0, 2.0, 3.0])
     assert set(rep) == {"rmse", "rmspe", "within_5", "within_10", "kendall_tau", "spearman",
