@@ -82,7 +82,7 @@ def test_a_signal_mid_measurement_ends_adb_and_benchmark_model(tmp_path, phone, 
         _wait_for(lambda: _phone_processes(phone), 60, "benchmark_model to start")
         time.sleep(INSIDE_S)
         proc.send_signal(signum)
-        assert proc.wait(timeout=20) != 0
+        assert proc.wait(timeout=60) != 0  # generous: the machine may be busy (CI beside a training job)
         _wait_for(lambda: not _phone_processes(phone), 5,
                   f"adb/benchmark_model to end after {signum.name}")
     finally:

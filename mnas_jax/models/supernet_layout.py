@@ -85,8 +85,8 @@ def supernet_layout(space: Any) -> SupernetLayout:
     """The supernet of `space`; ValueError in one line for a space it cannot share weights for."""
     if not isinstance(space, MnasNetSpace):
         name = getattr(space, "name", type(space).__name__)
-        raise ValueError(f"space {name!r} has no weight-sharing supernet; --evaluator oneshot "
-                         "supports the 'mnasnet' space (use --evaluator standalone)")
+        raise ValueError(f"space {name!r} has no weight-sharing supernet: only the 'mnasnet' "
+                         "space has one; evaluate its children by stand-alone training")
     probe = space.decode([0] * len(space.choices))
     ins, sizes = space.block_input_channels(), space.block_input_sizes()
     blocks, in_width = [], space.stem_channels
