@@ -26,8 +26,12 @@ LONG = MeasureProtocol(warmup_runs=0, min_runs=10, min_seconds=60.0, max_seconds
 # into the timed phase, which prints nothing until its end: a process left running there is not
 # stopped by a broken pipe, only by being killed
 INSIDE_S = 3.0
+# Ctrl-C's SIGINT as a user's shell delivers it: a test run started in the background of a
+# non-interactive shell (nohup ... &) inherits SIGINT ignored, which Python then keeps ignored
 MEASURE = f"""
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from latency.devices import open_device
 from latency.protocol import MeasureProtocol
 device = open_device("adb:FAKE,adb={FAKES / 'adb'}")
