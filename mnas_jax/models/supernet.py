@@ -19,19 +19,11 @@ import jax
 import jax.numpy as jnp
 
 from mnas_jax.models.depthwise import DepthwiseImpl, depthwise_conv, fast_conv_general_dilated
-from mnas_jax.models.layers import BN_EPSILON, BN_MOMENTUM
+from mnas_jax.models.layers import BN_EPSILON, BN_MOMENTUM, fit_channels
 from mnas_jax.models.net import ACTIVATIONS
 from mnas_jax.models.supernet_layout import KERNEL, BlockSlot, LayerSlot, SupernetLayout
 
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def _fit(x: jax.Array, width: int) -> jax.Array:
-    """`x` with `width` channels: zero-padded, or cut (only ever zero channels are cut)."""
-    c = x.shape[-1]
-    if c >= width:
-        return x[..., :width]
-    return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, width - c)))
 
 
 class MaskedConvBN(nn.Module):
@@ -103,10 +95,10 @@ class SupernetLayer(nn.Module):
             pooled = nn.avg_pool(x, (s.stride, s.stride), (s.stride, s.stride), padding="SAME",
                                  count_include_pad=False)
         proj = MaskedConvBN(s.out_width, 1, impl=impl, name="proj")(pooled, train, p["out"])
-        shortcut = p["proj"] * proj + (1.0 - p["proj"]) * _fit(pooled, s.out_width)
+        shortcut = p["proj"] * proj + (1.0 - p["proj"]) * fit_channels(pooled, s.out_width)
         y = y + p["pool"] * shortcut
         if s.stride == 1:  # an identity shortcut needs the shape kept
-            y = y + p["identity"] * _fit(x, s.out_width)
+            y = y + p["identity"] * fit_channels(x, s.out_width)
         return y
 
 
@@ -128,7 +120,7 @@ class SupernetBlock(nn.Module):
             return h
         on = path[first.name]["on"]
         width = self.block.carry_width
-        return on * _fit(h, width) + (1.0 - on) * _fit(x, width)
+        return on * fit_channels(h, width) + (1.0 - on) * fit_channels(x, width)
 
 
 class Supernet(nn.Module):
