@@ -133,7 +133,10 @@ def test_local_device_measures_a_real_model(tflite_models):
     m = device.measure(tflite_models["medium"], FAST)
     assert m.runs >= FAST.min_runs and m.warmup == FAST.warmup_runs
     assert 0 < m.min_ms <= m.median_ms < 1000
-    assert m.iqr_ms >= 0 and m.cv >= 0 and m.seconds >= FAST.min_seconds * 0.9
+    assert m.iqr_ms >= 0 and m.cv >= 0
+    # `seconds` is the time inside the timed runs; min_seconds bounds the wall time, which on a busy
+    # machine also holds the gaps between runs, so only the runs themselves bound `seconds`
+    assert m.seconds >= m.runs * m.min_ms / 1000 * 0.999
     fp = m.fingerprint
     assert fp == device.fingerprint()
     assert (fp.kind, fp.runtime, fp.threads, fp.delegate) == ("local", "litert", 1, "xnnpack")
