@@ -13,6 +13,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # every JAX process the tests start (CLI subprocesses, Ray workers) shares one compilation cache,
 # fresh in a fresh clone, never the user's ~/.cache
 os.environ.setdefault("MNAS_JAX_CACHE_DIR", str(REPO / ".pytest_cache" / "mnas-jax-xla"))
+# Ray lowers its workers to nice 15; beside two busy test workers they then got ~2% of a core, so
+# a 4-child Ray test took 50-150 s instead of 7-9 s (measured: a stand-in child's first start
+# 53 s after submission at nice 15, 3 s at nice 0). Every Ray cluster the tests start, in this
+# process or in a subprocess, keeps its workers at the tests' own priority.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 # Modules that take minutes: collected first, so that under `pytest -n 2 --dist loadfile

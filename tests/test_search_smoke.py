@@ -2,9 +2,9 @@
 parts only: a real LiteRT device (local CPU), real exports, a real SQLite store, real (tiny) Flax
 training on Fashion-MNIST, PPO updates, at least one calibration round, and the report.
 
-The default suite runs `ci` (a slice of small networks, one controller step of 2 children, 5
-predictor archs, one pass per device check, 16x16 children: 3 networks compiled; 107 s on one
-core); `smoke` (the whole space, 2 steps, 8 predictor archs, 2 passes, 32x32: 5 networks
+The default suite runs `ci` (a slice of small networks with the fewest layers, one controller
+step of 2 children, 5 predictor archs measured in one round, one pass per device check, 16x16
+children: 3 networks compiled; ~130 s beside a training job); `smoke` (the whole space, 2 steps, 8 predictor archs, 2 passes, 32x32: 5 networks
 compiled, 7 minutes of the suite's wall time under `pytest -n 2`) is slow. Both
 run the same code (`mnas_jax.search.pipeline.run_search` and the report); the same assertions hold
 for both, with the counts taken from the variant's config."""

@@ -181,7 +181,7 @@ def test_a_search_whose_latency_is_measured_on_the_device(tmp_path, capsys):
     """--device: the rows the search visits are built as networks of the registered space,
     exported and measured on the real local LiteRT device (cached in the work dir's store)."""
     work = tmp_path / "w"
-    args = ["search", "--benchmark", str(NBM), "--device", "local", "--samples", "4", "--batch-size", "2",
+    args = ["search", "--benchmark", str(NBM), "--device", "local", "--samples", "4", "--batch-size", "2", "--rounds", "1",
             "--target", "1.0x 11111111", "--workdir", str(work), "--json", "--quiet"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

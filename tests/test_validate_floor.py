@@ -14,7 +14,7 @@ import pytest
 
 from conftest_latency import shared_tflite_cache
 from latency.lut import LatencyTable
-from latency.session import ARCH_ROUNDS, DeviceSession
+from latency.session import DeviceSession
 from latency.store import MeasurementStore
 from latency.workdir import Workdir
 from mnas_jax.cli.main import main
@@ -54,28 +54,36 @@ def test_validate_reports_the_noise_floor(local_predictor, capsys):
     work, fp = local_predictor
     args = ["predictor", "validate", "--model", str(work / "predictors" / "local"),
             "--device", "local", "--workdir", str(work), "--n", "3", "--quiet"]
-    assert main(args + ["--json"]) == 0
+    assert main(args + ["--json", "--rounds", "2"]) == 0  # 2 interleaved rounds a pass (default 4)
     rep = json.loads(capsys.readouterr().out)
     floor = rep["noise_floor"]
     assert floor["n"] == 3 and len(floor["pass2"]) == 3
     assert 0 <= floor["within_5"] <= floor["within_10"] <= 1 and -1 <= floor["kendall_tau"] <= 1
-    assert floor["seconds_pass2"] > 0 and floor["rounds"] == ARCH_ROUNDS
+    assert floor["seconds_pass2"] > 0 and floor["rounds"] == 2
     # pass 2 is scored against pass 1 (the predictor's labels) with the predictor's metrics
     from predictor.metrics import noise_floor
     assert noise_floor(rep["measured"], floor["pass2"])["rmspe"] == pytest.approx(floor["rmspe"])
-    # the report file holds it too; both passes are in the store (ARCH_ROUNDS rounds each)
+    # the report file holds it too; both passes are in the store (2 rounds each)
     saved = json.loads((work / rep["report"]).read_text())  # an absolute path stays one
     assert saved["noise_floor"]["pass2"] == floor["pass2"]
     with MeasurementStore.in_workdir(Workdir.of(work)) as store:
         rows = [r for r in store.measurements(kind="arch", device_id=fp.device_id)
                 if r.record.arch_id in rep["arch_ids"]]
-    assert len(rows) == 3 * 2 * ARCH_ROUNDS
+    assert len(rows) == 3 * 2 * 2
 
     # the table: a "noise floor" row beside the predictor's; --floor-n 1 measures one arch again
-    assert main(args + ["--floor-n", "1"]) == 0
+    assert main(args + ["--floor-n", "1", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     cells = [[c.strip() for c in line.split("│")] for line in out.splitlines()]
     rows = {c[1]: c[2:] for c in cells if len(c) > 3}
     assert "predictor" in rows and "noise floor" in rows, out
     assert rows["noise floor"][0].endswith("%") and rows["noise floor"][1].endswith("%"), out
     assert "the same 1 archs measured twice" in out
+
+
+def test_rounds_below_one_stop_in_one_line(local_predictor, capsys):
+    work, _ = local_predictor
+    assert main(["predictor", "validate", "--model", str(work / "predictors" / "local"),
+                 "--workdir", str(work), "--n", "3", "--rounds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rounds 0" in err[0], err

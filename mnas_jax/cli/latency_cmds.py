@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.output import print_json, print_table
+from mnas_jax.cli.rounds import add_rounds_option, checked_rounds
 from mnas_jax.space import parse_arch
 
 DEVICE_HELP = "local[:opts], adb:SERIAL[,opts], http://HOST:PORT (default local)"
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--workdir", default=".", help="where the store (mnas.sqlite) lives")
     m.add_argument("--json", action="store_true", help="one JSON object per architecture")
     m.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
+    add_rounds_option(m)
     m.set_defaults(func=_measure)
     b = ls.add_parser("build-lut", help="measure every layer of a space setting (resumable)")
     b.add_argument("--space", default="mnasnet", help=SPACE_HELP)
@@ -57,7 +59,7 @@ def _measure(args: argparse.Namespace) -> int:
     from latency.session import DeviceSession
 
     specs = [parse_arch(a, args.setting) for a in args.archs]
-    with DeviceSession.open(args.device, args.workdir) as session:
+    with DeviceSession.open(args.device, args.workdir, rounds=checked_rounds(args)) as session:
         result = session.measure_archs(specs, progress=not args.quiet)
         fp = session.device.fingerprint()
     by_key = result.by_key()

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from mnas_jax.cli.errors import UserError
 from mnas_jax.cli.output import print_json, print_table
+from mnas_jax.cli.rounds import add_rounds_option, checked_rounds
 from mnas_jax.files import write_atomic
 
 METRIC_COLUMNS = (("within_5", "+-5%", "{:.1%}"), ("within_10", "+-10%", "{:.1%}"),
@@ -65,6 +66,7 @@ def add_fit_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("--workdir", default=".", help="store, tables and predictors live here")
     f.add_argument("--transfer-from", type=Path, default=None,
                    help="predictor directory of another device to transfer from (with --device)")
+    add_rounds_option(f)
     f.set_defaults(func=_fit)
     return f
 
@@ -93,6 +95,7 @@ def add_validate_parser(ps: argparse._SubParsersAction) -> argparse.ArgumentPars
                    help="report directory (default WORKDIR/reports/validate-<device>-<setting>)")
     v.add_argument("--json", action="store_true", help="print the report as one JSON line")
     v.add_argument("--quiet", action="store_true", help="no progress bar (it goes to stderr)")
+    add_rounds_option(v)
     v.set_defaults(func=_validate)
     return v
 
@@ -138,7 +141,7 @@ def _fit_device(args: argparse.Namespace) -> int:
     space = get_space(args.space, args.setting)
     workdir = Workdir.of(args.workdir)
     specs = sample_specs(space, args.n or 300, args.seed)
-    with DeviceSession.open(args.device, workdir) as session:
+    with DeviceSession.open(args.device, workdir, rounds=checked_rounds(args)) as session:
         fp = session.device.fingerprint()
         table = ensure_table(session, workdir, space, progress=not args.quiet)
         out = args.output or workdir.device_predictor(space.name, space.setting, fp.device_id)
@@ -164,7 +167,7 @@ def _fit_transfer(args: argparse.Namespace) -> int:
     base = read_predictor_dir(args.transfer_from, space=space.name, setting=space.setting)
     k = args.n or 20
     specs = transfer_specs(space, k, args.seed)
-    with DeviceSession.open(args.device, workdir) as session:
+    with DeviceSession.open(args.device, workdir, rounds=checked_rounds(args)) as session:
         fp = session.device.fingerprint()
         out = args.output or workdir.device_predictor(space.name, space.setting, fp.device_id)
         tp = transfer_device(session, base, args.transfer_from, specs, out,
@@ -196,7 +199,7 @@ def _validate(args: argparse.Namespace) -> int:
         space = get_space(args.space or "mnasnet", args.setting or "imagenet")
     setting = space.setting
     workdir = Workdir.of(args.workdir)
-    with DeviceSession.open(args.device, workdir) as session:
+    with DeviceSession.open(args.device, workdir, rounds=checked_rounds(args)) as session:
         fp = session.device.fingerprint()
         model = args.model or workdir.device_predictor(space.name, setting, fp.device_id)
         if not model.exists():

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from mnas_jax.cli.errors import UserError
+from mnas_jax.cli.rounds import ARCH_ROUNDS, add_rounds_option, checked_rounds
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fmnist.py"
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of the searcher and of the queries")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (status lines still go to stderr)")
+    add_rounds_option(p, default=f"the config's measure_rounds; with --benchmark and --device: {ARCH_ROUNDS}")
     p.set_defaults(func=_search)
 
 
@@ -76,7 +78,9 @@ def _search(args: argparse.Namespace) -> int:
     data_dir = args.data_dir
     if data_dir is not None and "://" not in data_dir:
         data_dir = os.path.abspath(data_dir)  # Ray workers may start in another directory
-    changes = {k: v for k, v in (("data", args.data), ("data_dir", data_dir)) if v is not None}
+    changes = {k: v for k, v in (("data", args.data), ("data_dir", data_dir),
+                                 ("measure_rounds", checked_rounds(args, config.measure_rounds)))
+               if v is not None}
     config = dataclasses.replace(config, **changes) if changes else config
     out = run_search(config, args.workdir, device=args.device, executor=args.executor,
                      ray_address=args.address, resume=args.resume)
@@ -131,7 +135,7 @@ def _tabular(args: argparse.Namespace) -> int:
         from latency.session import DeviceSession
         from mnas_jax.search.tabular.device import DeviceTableLatency
 
-        with DeviceSession.open(args.device, args.workdir) as session:
+        with DeviceSession.open(args.device, args.workdir, rounds=checked_rounds(args)) as session:
             summary = run_tabular_search(table, config, args.workdir, resume=args.resume,
                                          device=DeviceTableLatency(session, table), on_step=on_step)
     elif args.workdir is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from calibration.policy import CalibrationPolicy
+from latency.session import ARCH_ROUNDS
 from mnas_jax.controller.ppo import PPOConfig
 from mnas_jax.data.spec import DataSpec
 from mnas_jax.search.executors import remote_options
@@ -35,6 +36,8 @@ class SearchConfig:
     use_table: bool = True  # lookup-table features (the table is built once per device)
     table_passes: int = 2  # times each layer is measured (see latency/lut_build for the entry rule)
     predictor_archs: int = 40  # full architectures measured to fit the first predictor
+    # interleaved rounds per measurement of the predictor's archs (latency.session.ARCH_ROUNDS)
+    measure_rounds: int = ARCH_ROUNDS
     calibration: CalibrationPolicy = CalibrationPolicy()
     # interleaved passes per device check (calibration rounds, the report's latencies); the
     # median over passes is kept, so from 3 passes on one disturbed pass does not move it
@@ -69,6 +72,8 @@ class SearchConfig:
             raise ValueError(f"table_passes={self.table_passes}: measure each layer at least once")
         if self.predictor_archs < 5:
             raise ValueError(f"predictor_archs={self.predictor_archs} is too few to fit; use >= 5")
+        if self.measure_rounds < 1:
+            raise ValueError(f"measure_rounds={self.measure_rounds}: measure at least one round")
         if self.check_rounds < 1:
             raise ValueError(f"check_rounds={self.check_rounds}: measure at least one pass")
         if self.report_seeds < 2:

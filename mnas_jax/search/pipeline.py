@@ -274,7 +274,7 @@ def run_search(config: SearchConfig, workdir: str | Path | Workdir, *, device: s
     space = get_space(config.space, config.setting)
     check_data(config.data, config.data_dir, config.setting)  # before anything is measured
     started = time.time()
-    with DeviceSession.open(config.device, workdir) as session:
+    with DeviceSession.open(config.device, workdir, rounds=config.measure_rounds) as session:
         _status(f"device {config.device} ({session.device.fingerprint().device_id}), run {run_id}")
         target = resolve_search_target(config, space, session)
         if predictor is None:
