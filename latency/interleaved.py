@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,19 +40,11 @@ class CandidateResult:
 
 
 @dataclass(frozen=True)
-class ReferencePoint:
-    """One reference measurement of the drift record; `timestamp` is Unix time at its end."""
-
-    timestamp: float
-    measurement: Measurement
-
-
-@dataclass(frozen=True)
 class InterleavedResult:
     """One interleaved run: the candidates' results and the reference series around them."""
 
     candidates: tuple[CandidateResult, ...]
-    reference: tuple[ReferencePoint, ...]
+    reference: tuple[Measurement, ...]  # R before C1, after C1, ..., after Cn
     reference_hash: str
 
     def by_key(self) -> dict[str, CandidateResult]:
@@ -63,7 +54,7 @@ class InterleavedResult:
     @property
     def reference_spread(self) -> float:
         """max/min of the reference medians: how much the device drifted during the run."""
-        medians = [p.measurement.median_ms for p in self.reference]
+        medians = [m.median_ms for m in self.reference]
         return max(medians) / min(medians)
 
 
@@ -86,8 +77,7 @@ def relative_latencies(candidate_ms: Sequence[float], reference_ms: Sequence[flo
 
 
 def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], reference: bytes,
-                        protocol: MeasureProtocol, progress: bool = False,
-                        clock: Callable[[], float] = time.time) -> InterleavedResult:
+                        protocol: MeasureProtocol, progress: bool = False) -> InterleavedResult:
     """Measure R C1 R C2 ... Cn R on `device`; keys must be unique."""
     keys = [k for k, _ in items]
     if not keys:
@@ -96,12 +86,11 @@ def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], refe
     if dupes:
         raise ValueError(f"duplicate keys {dupes}: each candidate needs its own key")
 
-    refs: list[ReferencePoint] = []
+    refs: list[Measurement] = []
     found: list[Measurement] = []
 
     def measure_reference() -> None:
-        m = device.measure(reference, protocol)
-        refs.append(ReferencePoint(clock(), m))
+        refs.append(device.measure(reference, protocol))
 
     with Progress("measuring", len(items), enabled=progress, transient=True) as bar:
         measure_reference()
@@ -110,7 +99,7 @@ def measure_interleaved(device: Device, items: Sequence[tuple[str, bytes]], refe
             measure_reference()
             bar.advance(f"measured {key}")
     pairs = relative_latencies([m.median_ms for m in found],
-                               [p.measurement.median_ms for p in refs])
+                               [m.median_ms for m in refs])
     candidates = tuple(CandidateResult(key, model_hash(model), m, ref, rel)
                        for (key, model), m, (ref, rel) in zip(items, found, pairs))
     return InterleavedResult(candidates, tuple(refs), model_hash(reference))
@@ -174,9 +163,9 @@ def interleaved_records(result: InterleavedResult, protocol: MeasureProtocol, *,
     relative, references with kind 'reference'. arch_info maps a key to (arch_id, spec JSON)."""
     arch_info = arch_info or {}
 
-    def ref_record(point: ReferencePoint) -> MeasurementRecord:
+    def ref_record(point: Measurement) -> MeasurementRecord:
         return MeasurementRecord.from_measurement(
-            point.measurement, model_hash=result.reference_hash, kind="reference",
+            point, model_hash=result.reference_hash, kind="reference",
             protocol=protocol, session=session, source=source, key=reference_key)
 
     records = [ref_record(result.reference[0])]

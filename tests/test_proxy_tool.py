@@ -151,13 +151,13 @@ def test_select_keeps_binned_candidates_and_fills_the_empty_bins(tmp_path, monke
 
 def _pass(values: dict[str, float], refs: list[tuple[float, float]]):
     """An interleaved pass over `values` (key -> relative) with reference (median, cv) pairs."""
-    from latency.interleaved import CandidateResult, InterleavedResult, ReferencePoint
+    from latency.interleaved import CandidateResult, InterleavedResult
     from latency.measurement import Measurement
 
     def m(median, cv=0.01):
         return Measurement(median, median, 0.0, cv, 50, 5, 0.1, None)
 
-    points = tuple(ReferencePoint(0.0, m(med, cv)) for med, cv in refs)
+    points = tuple(m(med, cv) for med, cv in refs)
     cands = tuple(CandidateResult(k, "h", m(v * refs[i][0]), refs[i][0], v) for i, (k, v) in enumerate(values.items()))
     return InterleavedResult(cands, points, "r")
 

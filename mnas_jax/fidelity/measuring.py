@@ -29,7 +29,7 @@ def steady_values(result: InterleavedResult, tolerance: float = TOLERANCE,
                   max_cv: float = MAX_CV) -> dict[str, float]:
     """Relative latency by key of the candidates whose two neighbouring references are steady."""
     out = {}
-    refs = [p.measurement for p in result.reference]
+    refs = list(result.reference)
     for i, c in enumerate(result.candidates):
         a, b = refs[i], refs[i + 1]
         if (max(a.cv, b.cv) <= max_cv
