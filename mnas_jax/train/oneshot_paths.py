@@ -43,14 +43,18 @@ def _key(path: tuple) -> Path:
     return tuple(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path)
 
 
-def moment_paths(parts: OptimizerParts) -> tuple[Path, ...]:
-    """Where the optimiser state keeps params-shaped moments (e.g. RMSProp's and momentum's)."""
-    state = jax.eval_shape(lambda p: (parts.before.init(p), parts.after.init(p)), {"w": jnp.zeros(2)})
-    paths = tuple(_key(path)[:-1] for path, _ in jax.tree_util.tree_flatten_with_path(state)[0])
-    if len(set(paths)) != len(paths):
-        raise ValueError("the optimiser keeps state that is not shaped like the weights; the one-shot "
-                         "trainer shares only params-shaped optimiser state")
-    return paths
+def moment_fills(parts: OptimizerParts) -> dict[Path, float]:
+    """Where the optimiser state keeps params-shaped moments (RMSProp's, momentum's), and the
+    value each starts at."""
+    state = (parts.before.init({"w": jnp.zeros(2)}), parts.after.init({"w": jnp.zeros(2)}))
+    fills: dict[Path, float] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        values = np.unique(np.asarray(leaf))
+        if leaf.shape != (2,) or _key(path)[:-1] in fills or len(values) != 1:
+            raise ValueError("the optimiser keeps state that is not shaped like the weights; the one-shot "
+                             "trainer shares only params-shaped optimiser state")
+        fills[_key(path)[:-1]] = float(values[0])
+    return fills
 
 
 def _split_moment(path: Path, moments: tuple[Path, ...]) -> tuple[Path, Path]:
@@ -60,15 +64,12 @@ def _split_moment(path: Path, moments: tuple[Path, ...]) -> tuple[Path, Path]:
     raise ValueError(f"optimiser state leaf {'/'.join(path)} is not a params-shaped moment")
 
 
-def shared_weights(step: int, variables: dict[str, Any], opt: Any, parts: OptimizerParts) -> SharedWeights:
-    """Host copies of the supernet's `variables` (params, batch_stats) and optimiser state."""
-    flat = {c: {k: np.array(v, np.float32) for k, v in flax.traverse_util.flatten_dict(variables[c]).items()}
-            for c in ("params", "batch_stats")}
-    moments: dict[Path, Flat] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(opt)[0]:
-        m, rest = _split_moment(_key(path), moment_paths(parts))
-        moments.setdefault(m, {})[rest] = np.array(leaf, np.float32)
-    return SharedWeights(int(step), flat["params"], flat["batch_stats"], moments)
+def fresh_weights(variables: dict[str, Any], parts: OptimizerParts) -> SharedWeights:
+    """Shared weights holding the host arrays `variables` (not copied) and a fresh optimiser state."""
+    flat = {c: flax.traverse_util.flatten_dict(variables[c]) for c in ("params", "batch_stats")}
+    moments = {m: {k: np.full(v.shape, fill, np.float32) for k, v in flat["params"].items()}
+               for m, fill in moment_fills(parts).items()}
+    return SharedWeights(0, flat["params"], flat["batch_stats"], moments)
 
 
 def supernet_variables(weights: SharedWeights) -> dict[str, Any]:

@@ -27,16 +27,17 @@ import numpy as np
 from mnas_jax.data.pipeline import prefetch, put_sharded
 from mnas_jax.data.source import Batch, DataSource
 from mnas_jax.models.depthwise import DepthwiseImpl
-from mnas_jax.models.init import fill_variables
+from mnas_jax.models.init import fill_host_variables
 from mnas_jax.models.supernet import Supernet
 from mnas_jax.models.supernet_layout import SupernetLayout, encode_path, supernet_layout
 from mnas_jax.progress import Progress
+from mnas_jax.space import get_space
 from mnas_jax.space.spec import ArchSpec
 from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.layerwise import LayerwiseState, StepInputs, _train_fn, static_hyper
 from mnas_jax.train.oneshot import abstract_variables
-from mnas_jax.train.oneshot_paths import (ChildPlan, SharedWeights, StageVariables, child_plan, gather_child,
-                                          scatter_child, shared_weights)
+from mnas_jax.train.oneshot_paths import (ChildPlan, SharedWeights, StageVariables, child_plan, fresh_weights,
+                                          gather_child, scatter_child)
 from mnas_jax.train.optim import OptimizerParts, learning_rate_schedule, optimizer_parts
 from mnas_jax.train.sharding import Placement, make_placement
 from mnas_jax.train.stage_compile import StageCache, StageFns, process_cache
@@ -99,18 +100,15 @@ def path_runner(layout: SupernetLayout, config: TrainConfig, impl: DepthwiseImpl
 
 def init_weights(layout: SupernetLayout, parts: OptimizerParts, seed: int) -> SharedWeights:
     """Shared weights filled from `seed` by a child's rules (`models.init`), fresh optimiser state."""
-    model = Supernet(layout)
-    path = jax.tree.map(jnp.asarray, encode_path(layout, _first_child(layout)))
-    variables = fill_variables(abstract_variables(model, path), seed)
-    opt = (parts.before.init(variables["params"]), parts.after.init(variables["params"]))
-    return shared_weights(0, variables, opt, parts)
+    return fresh_weights(fill_host_variables(supernet_shapes(layout), seed), parts)
 
 
-def _first_child(layout: SupernetLayout) -> ArchSpec:
-    from mnas_jax.space import get_space
-
+@functools.lru_cache(maxsize=4)
+def supernet_shapes(layout: SupernetLayout) -> Any:
+    """The abstract variables of `layout`'s supernet (traced once per layout: seconds)."""
     space = get_space(layout.space, layout.setting)
-    return space.decode([0] * len(space.choices))
+    path = jax.tree.map(jnp.asarray, encode_path(layout, space.decode([0] * len(space.choices))))
+    return abstract_variables(Supernet(layout), path)
 
 
 def train_step(runner: PathRunner, weights: SharedWeights, spec: ArchSpec, batch: Batch, key: jax.Array,
