@@ -9,6 +9,7 @@ ones sample the whole space."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax
 import jax
@@ -181,3 +182,35 @@ def test_uniform_supernet_training_runs(oneshot):
     run = train_supernet(layout, data, config, jax.random.key(2), 60, sample_path=uniform_paths(space, 16),
                          runner=runner, weights=copy_weights(initial), progress=False)
     assert np.all(np.isfinite(run.losses)) and np.mean(run.losses[-15:]) < np.mean(run.losses[:15])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stopped_training_resumes_from_its_checkpoint(oneshot, tmp_path):
+    """Stopped during step 5 with checkpoints every 2 steps, a run resumed to step 6 holds the
+    very weights, BN averages and optimiser moments of a run never stopped: it loses steps 5
+    only, repeats none (the path, batch and dropout mask of a step are functions of the key
+    and the step)."""
+    _, config, layout, runner, children, data, initial = oneshot
+    calls, stop = [], []
+
+    def sample(key):
+        calls.append(key)
+        if len(calls) in stop:
+            raise _Stop
+        return children["AB"[int(jax.random.bernoulli(key))]]
+
+    run = functools.partial(train_supernet, layout, data, config, jax.random.key(3), 6, sample_path=sample,
+                            runner=runner, progress=False)
+    whole = run(weights=copy_weights(initial)).weights
+    calls.clear()
+    stop.append(5)
+    with pytest.raises(_Stop):
+        run(weights=copy_weights(initial), checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    stop.clear()
+    resumed = run(weights=copy_weights(initial), checkpoint_dir=str(tmp_path), checkpoint_every=2)
+    assert len(resumed.losses) == 2 and resumed.weights.step == 6
+    for (group, path, a), (_, _, b) in zip(_groups(resumed.weights), _groups(whole)):
+        np.testing.assert_array_equal(a, b, err_msg=f"{group} {path}")

@@ -156,3 +156,26 @@ def scatter_child(weights: SharedWeights, plan: ChildPlan, new: StageVariables) 
         scatter(weights.batch_stats, s.leaves["batch_stats"], jax.tree.leaves(st))
         for (m, leaf), value in zip(leaves, jax.tree.leaves(o)):
             scatter(weights.moments[m], [leaf], [value])
+
+
+class WeightsTree(NamedTuple):
+    """`SharedWeights` as nested trees with string keys (what orbax checkpoints hold)."""
+
+    step: np.ndarray
+    params: dict
+    batch_stats: dict
+    moments: dict
+
+
+def weights_tree(weights: SharedWeights) -> WeightsTree:
+    """The tree of `weights` (arrays shared, not copied)."""
+    nest = flax.traverse_util.unflatten_dict
+    return WeightsTree(np.asarray(weights.step, np.int64), nest(weights.params), nest(weights.batch_stats),
+                       {"/".join(m): nest(flat) for m, flat in weights.moments.items()})
+
+
+def tree_weights(tree: WeightsTree) -> SharedWeights:
+    """`SharedWeights` from a tree (e.g. restored): writable host copies."""
+    flat = lambda t: {k: np.array(v, np.float32) for k, v in flax.traverse_util.flatten_dict(t).items()}  # noqa: E731
+    return SharedWeights(int(tree.step), flat(tree.params), flat(tree.batch_stats),
+                         {tuple(m.split("/")): flat(t) for m, t in tree.moments.items()})

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,11 +34,12 @@ from mnas_jax.models.supernet_layout import SupernetLayout, encode_path, superne
 from mnas_jax.progress import Progress
 from mnas_jax.space import get_space
 from mnas_jax.space.spec import ArchSpec
+from mnas_jax.train.checkpoint import Checkpointer
 from mnas_jax.train.config import TrainConfig
 from mnas_jax.train.layerwise import LayerwiseState, StepInputs, _train_fn, static_hyper
 from mnas_jax.train.oneshot import abstract_variables
 from mnas_jax.train.oneshot_paths import (ChildPlan, SharedWeights, StageVariables, child_plan, fresh_weights,
-                                          gather_child, scatter_child)
+                                          gather_child, scatter_child, tree_weights, weights_tree)
 from mnas_jax.train.optim import OptimizerParts, learning_rate_schedule, optimizer_parts
 from mnas_jax.train.sharding import Placement, make_placement
 from mnas_jax.train.stage_compile import StageCache, StageFns, process_cache
@@ -141,45 +143,87 @@ class SupernetRun:
 
 def train_supernet(layout: SupernetLayout, data: DataSource, config: TrainConfig, key: jax.Array, steps: int, *,
                    sample_path: SamplePath, runner: PathRunner | None = None, weights: SharedWeights | None = None,
+                   checkpoint_dir: str | None = None, checkpoint_every: int = 100,
                    progress: bool = True) -> SupernetRun:
-    """Train the shared weights for `steps` steps (from `weights`, or fresh ones from `key`), one
+    """Train the shared weights up to step `steps` (from `weights`, or fresh ones from `key`), one
     path from `sample_path` per step, on `data`'s training split with `config`'s recipe (its
-    batch size, learning-rate schedule over `steps`, augmentation, `train_limit`)."""
+    batch size, learning-rate schedule over `steps`, augmentation, `train_limit`).
+
+    With `checkpoint_dir`: saved every `checkpoint_every` steps and at the end, and resumed from
+    there when it holds a checkpoint. A step's path, batch and dropout mask are functions of
+    `key` and the step, so a resumed run repeats exactly what the lost steps would have done."""
     impl = DepthwiseImpl.SHIFT if jax.default_backend() == "cpu" else DepthwiseImpl.XLA
     runner = runner or path_runner(layout, config, impl)
     init_key, path_key, dropout_key, data_key = jax.random.split(key, 4)
     if weights is None:
         weights = init_weights(layout, runner.parts, int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
-    n_train = data.num_examples("train") if config.train_limit is None else min(config.train_limit,
-                                                                               data.num_examples("train"))
-    per_epoch = n_train // config.batch_size
-    schedule = learning_rate_schedule(config, per_epoch, steps)
-    lrs = np.asarray(jax.vmap(schedule)(jnp.arange(steps + 1)), np.float32)
+    checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir else None
+    if checkpointer is not None and checkpointer.latest_step() is not None:
+        weights = tree_weights(checkpointer.restore(weights_tree(weights)))
     seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1))
-    put = functools.partial(put_sharded, sharding=runner.placement.data)
-    losses, times, compiles = [], [], []
-    with Progress("supernet", steps, enabled=progress) as bar:
-        while weights.step < steps:
-            epoch, skip = divmod(weights.step, per_epoch)
-            batches = data.train_batches(config.batch_size, seed=seed, epoch=epoch, limit=config.train_limit,
-                                         augment=config.augment, shard=runner.placement.shard)
-            for i, batch in enumerate(prefetch(batches, put, config.prefetch)):
-                if i < skip:
-                    continue  # resuming inside an epoch
-                start, compiled = time.perf_counter(), runner.compile_seconds
-                spec = sample_path(jax.random.fold_in(path_key, weights.step))
-                weights, metrics = train_step(runner, weights, spec, batch, dropout_key, float(lrs[weights.step]))
-                loss = float(metrics["loss"])
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"non-finite supernet loss at step {weights.step} on {spec.arch_id}")
-                losses.append(loss)
-                times.append(time.perf_counter() - start)
-                compiles.append(runner.compile_seconds - compiled)
-                bar.update(weights.step, note=f"loss {np.mean(losses[-20:]):.3f}")
-                if weights.step >= steps:
-                    break
-    return SupernetRun(weights, tuple(losses), tuple(times), tuple(compiles), runner.compile_seconds,
-                       len(runner.cache))
+    lrs, log = _learning_rates(config, data, steps), _RunLog([], [], [])
+    try:
+        with Progress("supernet", steps, enabled=progress) as bar:
+            bar.update(weights.step)
+            for batch in _batches(data, config, runner.placement, seed, weights.step, steps):
+                weights = _logged_step(runner, weights, sample_path(jax.random.fold_in(path_key, weights.step)), batch,
+                                       dropout_key, float(lrs[weights.step]), log)
+                bar.update(weights.step, note=f"loss {np.mean(log.losses[-20:]):.3f}")
+                if checkpointer is not None:
+                    checkpointer.maybe_save(weights.step, weights_tree(weights), force=weights.step == steps)
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    return SupernetRun(weights, tuple(log.losses), tuple(log.seconds), tuple(log.compile_seconds),
+                       runner.compile_seconds, len(runner.cache))
+
+
+class _RunLog(NamedTuple):
+    losses: list[float]
+    seconds: list[float]
+    compile_seconds: list[float]
+
+
+def _logged_step(runner: PathRunner, weights: SharedWeights, spec: ArchSpec, batch: Batch, key: jax.Array,
+                 lr: float, log: _RunLog) -> SharedWeights:
+    start, compiled = time.perf_counter(), runner.compile_seconds
+    weights, metrics = train_step(runner, weights, spec, batch, key, lr)
+    loss = float(metrics["loss"])
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"non-finite supernet loss at step {weights.step} on {spec.arch_id}")
+    log.losses.append(loss)
+    log.seconds.append(time.perf_counter() - start)
+    log.compile_seconds.append(runner.compile_seconds - compiled)
+    return weights
+
+
+def _steps_per_epoch(data: DataSource, config: TrainConfig) -> int:
+    n = data.num_examples("train")
+    return (n if config.train_limit is None else min(config.train_limit, n)) // config.batch_size
+
+
+def _learning_rates(config: TrainConfig, data: DataSource, steps: int) -> np.ndarray:
+    """The schedule's rate at every step of a run of `steps`."""
+    schedule = learning_rate_schedule(config, _steps_per_epoch(data, config), steps)
+    return np.asarray(jax.vmap(schedule)(jnp.arange(steps + 1)), np.float32)
+
+
+def _batches(data: DataSource, config: TrainConfig, placement: Placement, seed: int, start: int,
+             steps: int) -> Iterator[Batch]:
+    """The device batches of steps `start`..`steps` - 1: epoch e's order is a function of
+    (seed, e), so a resumed run reads the batches the lost steps would have."""
+    per_epoch = _steps_per_epoch(data, config)
+    put = functools.partial(put_sharded, sharding=placement.data)
+    step = start
+    while step < steps:
+        epoch, skip = divmod(step, per_epoch)
+        batches = data.train_batches(config.batch_size, seed=seed, epoch=epoch, limit=config.train_limit,
+                                     augment=config.augment, shard=placement.shard)
+        for batch in prefetch(itertools.islice(batches, skip, None), put, config.prefetch):
+            yield batch
+            step += 1
+            if step >= steps:
+                return
 
 
 def default_layout(space: Any, config: TrainConfig) -> SupernetLayout:
