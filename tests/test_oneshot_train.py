@@ -20,11 +20,14 @@ import pytest
 from mnas_jax.data import load_fashion_mnist
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.models.stages import stage_padder, stage_tree
+from mnas_jax.models.supernet import Supernet
 from mnas_jax.models.supernet_child import child_variables
+from mnas_jax.models.supernet_layout import encode_path
 from mnas_jax.space import get_space
 from mnas_jax.train.config import proxy
 from mnas_jax.train.evaluate import evaluate, recalibrate_batch_stats
 from mnas_jax.train.layerwise import compile_layerwise
+from mnas_jax.train.oneshot import evaluate_path
 from mnas_jax.train.oneshot_eval import evaluate_child, evaluation_batches
 from mnas_jax.train.oneshot_paths import copy_weights, gather_child, supernet_variables
 from mnas_jax.train.oneshot_train import (default_layout, init_weights, path_runner, train_step, train_supernet,
@@ -214,3 +217,19 @@ def test_a_stopped_training_resumes_from_its_checkpoint(oneshot, tmp_path):
     assert len(resumed.losses) == 2 and resumed.weights.step == 6
     for (group, path, a), (_, _, b) in zip(_groups(resumed.weights), _groups(whole)):
         np.testing.assert_array_equal(a, b, err_msg=f"{group} {path}")
+
+
+@pytest.mark.slow  # the masked supernet, eagerly: minutes; the fast sibling compares with the stand-alone child
+def test_a_path_is_scored_as_by_the_masked_supernet(oneshot, trained):
+    """`evaluate_child` (the child's own padded stage programs) = `oneshot.evaluate_path` (the
+    masked supernet at full width) on the same shared weights and images."""
+    _, _, layout, runner, children, data, _ = oneshot
+    spec = children["B"]
+    cal, val = evaluation_batches(data, runner, 32, 256)  # one batch each: the same statistics both ways
+    acc, loss = evaluate_child(runner, trained.weights, spec, cal, val)
+    variables = supernet_variables(trained.weights)
+    path = jax.tree.map(jnp.asarray, encode_path(layout, spec))
+    sums = evaluate_path(variables["params"], variables["batch_stats"], cal[0].images, val[0].images, val[0].labels,
+                         val[0].mask, path, model=Supernet(layout, DepthwiseImpl.SHIFT))
+    assert acc == pytest.approx(float(sums["correct"] / sums["count"]), abs=1 / 256)
+    assert loss == pytest.approx(float(sums["loss"] / sums["count"]), rel=1e-4)

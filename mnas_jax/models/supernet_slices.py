@@ -57,7 +57,8 @@ class StageSlices:
     treedefs: dict[str, jax.tree_util.PyTreeDef]
 
 
-def _key(path: tuple) -> Path:
+def key_path(path: tuple) -> Path:
+    """A JAX key path (dict keys, attributes, sequence indices) as a tuple of strings."""
     return tuple(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path)
 
 
@@ -112,7 +113,7 @@ def stage_slices(layout: SupernetLayout, spec: ArchSpec, stages: Sequence[Stage]
             flat, treedefs[collection] = jax.tree_util.tree_flatten_with_path(abstract.get(collection, {}))
             row = []
             for path, leaf in flat:
-                path, shape = _key(path), tuple(leaf.shape)
+                path, shape = key_path(path), tuple(leaf.shape)
                 if collection == "params" and path in gates:
                     row.append(LeafSlice(path, shape, None, fill=gates[path]))
                     continue

@@ -22,7 +22,8 @@ import numpy as np
 from mnas_jax.models.depthwise import DepthwiseImpl
 from mnas_jax.models.stages import Stage, net_stages, stage_variables
 from mnas_jax.models.supernet_layout import SupernetLayout
-from mnas_jax.models.supernet_slices import LeafSlice, Path, StageSlices, gather, scatter, stage_slices
+from mnas_jax.models.supernet_slices import (LeafSlice, Path, StageSlices, gather, key_path, scatter,
+                                             stage_slices)
 from mnas_jax.space.spec import ArchSpec
 from mnas_jax.train.optim import OptimizerParts
 
@@ -39,10 +40,6 @@ class SharedWeights(NamedTuple):
     moments: dict[Path, Flat]
 
 
-def _key(path: tuple) -> Path:
-    return tuple(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path)
-
-
 def moment_fills(parts: OptimizerParts) -> dict[Path, float]:
     """Where the optimiser state keeps params-shaped moments (RMSProp's, momentum's), and the
     value each starts at."""
@@ -50,10 +47,10 @@ def moment_fills(parts: OptimizerParts) -> dict[Path, float]:
     fills: dict[Path, float] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         values = np.unique(np.asarray(leaf))
-        if leaf.shape != (2,) or _key(path)[:-1] in fills or len(values) != 1:
+        if leaf.shape != (2,) or key_path(path)[:-1] in fills or len(values) != 1:
             raise ValueError("the optimiser keeps state that is not shaped like the weights; the one-shot "
                              "trainer shares only params-shaped optimiser state")
-        fills[_key(path)[:-1]] = float(values[0])
+        fills[key_path(path)[:-1]] = float(values[0])
     return fills
 
 
@@ -100,7 +97,7 @@ def _opt_layout(stage: Stage, parts: OptimizerParts, moments: tuple[Path, ...]) 
     """The optimiser state's tree structure of a stage, and each leaf's (moment, params path)."""
     state = jax.eval_shape(lambda p: (parts.before.init(p), parts.after.init(p)), stage_variables(stage)["params"])
     flat, treedef = jax.tree_util.tree_flatten_with_path(state)
-    return treedef, tuple(_split_moment(_key(p), moments) for p, _ in flat)
+    return treedef, tuple(_split_moment(key_path(p), moments) for p, _ in flat)
 
 
 def _moment_leaf(leaf: LeafSlice) -> LeafSlice:

@@ -42,9 +42,18 @@ from mnas_jax.train.oneshot_paths import (ChildPlan, SharedWeights, StageVariabl
                                           gather_child, scatter_child, tree_weights, weights_tree)
 from mnas_jax.train.optim import OptimizerParts, learning_rate_schedule, optimizer_parts
 from mnas_jax.train.sharding import Placement, make_placement
-from mnas_jax.train.stage_compile import StageCache, StageFns, process_cache
+from mnas_jax.train.stage_compile import StageCache, StageFns
 
 SamplePath = Callable[[jax.Array], ArchSpec]  # a PRNG key -> the child whose path trains next
+
+# Stage programs one runner keeps compiled. XLA:CPU maps each compiled kernel into memory on its
+# own (~250 memory maps per padded stage's three programs, measured on an fmnist child), and Linux
+# allows a process 65,530 maps by default (vm.max_map_count): a process that kept the whole
+# space's ~340 stages died at ~260 with "LLVM compilation error: Cannot allocate memory". The
+# least recently used stages beyond this many are dropped (their maps freed) and recompiled when
+# met again: with JAX's persistent compilation cache on (`compile_cache`), ~0.16 s a stage
+# instead of ~2 s.
+MAX_STAGES = 180
 
 
 def uniform_paths(space: Any, input_size: int | None = None) -> SamplePath:
@@ -92,11 +101,12 @@ class PathRunner:
 
 def path_runner(layout: SupernetLayout, config: TrainConfig, impl: DepthwiseImpl,
                 cache: StageCache | None = None, placement: Placement | None = None) -> PathRunner:
-    """A runner for `layout`'s children trained with `config` (the process's stage cache by default)."""
+    """A runner for `layout`'s children trained with `config`; its own stage cache by default
+    (bounded: see `MAX_STAGES`)."""
     if config.ema_decay is not None:
         raise ValueError("the one-shot trainer keeps no EMA of the shared weights; use a config with "
                          "ema_decay=None (the proxy preset)")
-    return PathRunner(layout, config, impl, cache if cache is not None else process_cache(),
+    return PathRunner(layout, config, impl, cache if cache is not None else StageCache(MAX_STAGES),
                       placement if placement is not None else make_placement(), optimizer_parts(config))
 
 
@@ -136,9 +146,10 @@ class SupernetRun:
     weights: SharedWeights
     losses: tuple[float, ...]
     step_seconds: tuple[float, ...]  # wall time of each step, compiling included
-    step_compile_seconds: tuple[float, ...]  # of which compiling stage programs
+    step_compile_seconds: tuple[float, ...]  # of which compiling (or reloading) stage programs
+    step_stage_misses: tuple[int, ...]  # stage programs each step did not find compiled
     compile_seconds: float
-    stages_compiled: int  # stage programs in the cache at the end
+    stages_compiled: int  # stage programs in the runner's cache at the end
 
 
 def train_supernet(layout: SupernetLayout, data: DataSource, config: TrainConfig, key: jax.Array, steps: int, *,
@@ -152,6 +163,10 @@ def train_supernet(layout: SupernetLayout, data: DataSource, config: TrainConfig
     With `checkpoint_dir`: saved every `checkpoint_every` steps and at the end, and resumed from
     there when it holds a checkpoint. A step's path, batch and dropout mask are functions of
     `key` and the step, so a resumed run repeats exactly what the lost steps would have done."""
+    want = (layout.input_size, layout.input_size, layout.input_channels)
+    if tuple(data.image_shape) != want:
+        raise ValueError(f"data gives images of shape {tuple(data.image_shape)} but the supernet takes {want}; "
+                         "open the data at the supernet's input size")
     impl = DepthwiseImpl.SHIFT if jax.default_backend() == "cpu" else DepthwiseImpl.XLA
     runner = runner or path_runner(layout, config, impl)
     init_key, path_key, dropout_key, data_key = jax.random.split(key, 4)
@@ -161,7 +176,7 @@ def train_supernet(layout: SupernetLayout, data: DataSource, config: TrainConfig
     if checkpointer is not None and checkpointer.latest_step() is not None:
         weights = tree_weights(checkpointer.restore(weights_tree(weights)))
     seed = int(jax.random.randint(data_key, (), 0, 2**31 - 1))
-    lrs, log = _learning_rates(config, data, steps), _RunLog([], [], [])
+    lrs, log = _learning_rates(config, data, steps), _RunLog([], [], [], [])
     try:
         with Progress("supernet", steps, enabled=progress) as bar:
             bar.update(weights.step)
@@ -175,18 +190,19 @@ def train_supernet(layout: SupernetLayout, data: DataSource, config: TrainConfig
         if checkpointer is not None:
             checkpointer.close()
     return SupernetRun(weights, tuple(log.losses), tuple(log.seconds), tuple(log.compile_seconds),
-                       runner.compile_seconds, len(runner.cache))
+                       tuple(log.misses), runner.compile_seconds, len(runner.cache))
 
 
 class _RunLog(NamedTuple):
     losses: list[float]
     seconds: list[float]
     compile_seconds: list[float]
+    misses: list[int]
 
 
 def _logged_step(runner: PathRunner, weights: SharedWeights, spec: ArchSpec, batch: Batch, key: jax.Array,
                  lr: float, log: _RunLog) -> SharedWeights:
-    start, compiled = time.perf_counter(), runner.compile_seconds
+    start, compiled, misses = time.perf_counter(), runner.compile_seconds, runner.cache.misses
     weights, metrics = train_step(runner, weights, spec, batch, key, lr)
     loss = float(metrics["loss"])
     if not np.isfinite(loss):
@@ -194,6 +210,7 @@ def _logged_step(runner: PathRunner, weights: SharedWeights, spec: ArchSpec, bat
     log.losses.append(loss)
     log.seconds.append(time.perf_counter() - start)
     log.compile_seconds.append(runner.compile_seconds - compiled)
+    log.misses.append(runner.cache.misses - misses)
     return weights
 
 
