@@ -80,6 +80,16 @@ def test_gathered_stage_variables_are_the_cut_child(oneshot):
                     assert a.shape == b.shape and np.array_equal(a, np.asarray(b)), stage.key
 
 
+def _assert_child_state(layout, weights, spec, state):
+    """The child's variables cut out of the shared weights = a stand-alone layer-wise state's."""
+    got = child_variables(layout, supernet_variables(weights), spec)
+    flat = flax.traverse_util.flatten_dict
+    for collection, want in (("params", state.raw_params()), ("batch_stats", state._net("batch_stats", state.stats))):
+        mine = flat(got[collection])
+        for k, v in flat(want).items():
+            np.testing.assert_allclose(mine[k], v, rtol=1e-6, atol=1e-7, err_msg="/".join(k))
+
+
 def _touched(weights, plan):
     """Per shared array (group, path): a mask of the entries the plan's slices cover."""
     masks = {}
@@ -119,14 +129,16 @@ def test_a_shared_step_is_the_childs_step_and_leaves_the_rest(oneshot):
     alone = compile_layerwise(spec, DepthwiseImpl.SHIFT, config, cut, runner.placement, key, 100, 100, runner.cache)
     state, want_metrics = alone.train(alone.make_state(cut), batch, key)
     np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=1e-6)
-    got = child_variables(layout, supernet_variables(weights), spec)
-    flat = flax.traverse_util.flatten_dict
-    for collection, want in (("params", state.raw_params()), ("batch_stats", state._net("batch_stats", state.stats))):
-        mine = flat(got[collection])
-        for k, v in flat(want).items():
-            np.testing.assert_allclose(mine[k], v, rtol=1e-6, atol=1e-7, err_msg="/".join(k))
-
+    _assert_child_state(layout, weights, spec, state)
     touched = _touched(weights, runner.plan(weights, spec))
+    after_one = copy_weights(weights)
+    # a second step: the optimiser moments went out to the shared arrays and came back
+    weights, metrics = train_step(runner, weights, spec, batch, key, config.learning_rate)
+    state, want_metrics = alone.train(state, batch, key)
+    np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=1e-6)
+    _assert_child_state(layout, weights, spec, state)
+    weights = after_one
+
     changed = 0
     for (group, path, new), (_, _, old) in zip(_groups(weights), _groups(before)):
         mask = touched.get((group, path), np.zeros(new.shape, bool))
@@ -233,3 +245,30 @@ def test_a_path_is_scored_as_by_the_masked_supernet(oneshot, trained):
                          val[0].mask, path, model=Supernet(layout, DepthwiseImpl.SHIFT))
     assert acc == pytest.approx(float(sums["correct"] / sums["count"]), abs=1 / 256)
     assert loss == pytest.approx(float(sums["loss"] / sums["count"]), rel=1e-4)
+
+
+class _Cache:
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def drop_oldest(self, count):
+        self.n -= count
+
+
+def test_a_runner_keeps_within_the_memory_maps(monkeypatch):
+    """Stages that hold 500 memory maps each: past 80% of the limit, the oldest are dropped
+    until the process holds under 65% (never the current child's); below 80%, none."""
+    from mnas_jax.train import oneshot_train
+
+    cache = _Cache(120)
+    monkeypatch.setattr(oneshot_train, "memory_maps", lambda: (500 * cache.n, 65_530))
+    dropped = oneshot_train.keep_within_maps(cache, 20)
+    assert 20 <= cache.n and 500 * cache.n <= 0.65 * 65_530 and dropped == 120 - cache.n
+    assert oneshot_train.keep_within_maps(_Cache(100), 20) == 0
+    small = _Cache(120)
+    monkeypatch.setattr(oneshot_train, "memory_maps", lambda: (10_000 * small.n, 65_530))
+    oneshot_train.keep_within_maps(small, 20)
+    assert small.n == 20
