@@ -127,9 +127,11 @@ def keep_within_maps(cache: StageCache, keep: int) -> int:
     while maps is not None and maps[0] > MAP_TARGET * maps[1] and len(cache) > keep:
         count = min(max(1, len(cache) // 10), len(cache) - keep)
         cache.drop_oldest(count)
-        gc.collect()  # executables caught in reference cycles, if any
         dropped += count
-        maps = memory_maps()
+        before, maps = maps, memory_maps()
+        if maps is not None and maps[0] >= before[0]:
+            gc.collect()  # executables caught in reference cycles
+            maps = memory_maps()
     return dropped
 
 
