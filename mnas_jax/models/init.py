@@ -40,8 +40,12 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], seed: int) ->
 
 def fill_variables(shapes: Any, seed: int) -> dict[str, Any]:
     """A variables tree of the given abstract `shapes`, filled by the rules above from `seed`."""
+    return jax.tree.map(jnp.asarray, fill_host_variables(shapes, seed))
+
+
+def fill_host_variables(shapes: Any, seed: int) -> dict[str, Any]:
+    """`fill_variables` as host (numpy) arrays: the same values, nothing placed on a device."""
     rng = np.random.default_rng(seed)
     flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
-    leaves = [jnp.asarray(_leaf(tuple(getattr(p, "key", str(p)) for p in path), tuple(leaf.shape), rng))
-              for path, leaf in flat]
+    leaves = [_leaf(tuple(getattr(p, "key", str(p)) for p in path), tuple(leaf.shape), rng) for path, leaf in flat]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)

@@ -177,6 +177,11 @@ def _abstract(module: nn.Module, in_shape: tuple[int, int, int]) -> dict:
     return jax.eval_shape(lambda v: module.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, v, True), x)
 
 
+def stage_variables(stage: Stage) -> dict:
+    """The abstract variables of a stage's module (cached per module and input shape)."""
+    return _abstract(stage.module, stage.in_shape)
+
+
 def stage_padder(stage: Stage, variables: dict) -> StagePadder | None:
     """The padder of a padded stage of a Net with ``variables`` (None for a stage that is Net's own)."""
     if stage.padding is None:

@@ -29,8 +29,9 @@ def _strip_inner(rest: tuple[str, ...]) -> tuple[str, ...]:
     return rest[1:] if len(rest) == 2 and rest[0] in _INNER and rest[1] == "kernel" else rest
 
 
-def _source(key: tuple[str, ...], layer_map: dict[str, tuple[str, str, Op]]) -> tuple[str, ...]:
-    """The supernet variable a child variable is cut from (key without the collection)."""
+def source_key(key: tuple[str, ...], layer_map: dict[str, tuple[str, str, Op]]) -> tuple[str, ...]:
+    """The supernet variable a child variable is cut from (key without the collection);
+    ``layer_map``: the child's layer name -> (block name, slot name, op)."""
     top, rest = key[0], key[1:]
     if top in ("stem", "head"):
         return (top, *_strip_inner(rest))
@@ -43,16 +44,21 @@ def _source(key: tuple[str, ...], layer_map: dict[str, tuple[str, str, Op]]) -> 
     return (block, slot, module, *_strip_inner(rest[2:]))
 
 
-def _cut(source: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The leading part of `source` of `shape`; a conv kernel's spatial dims from the centre."""
+def cut_index(source_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Where a child variable of `shape` sits in its supernet variable of `source_shape`: the
+    leading part; a conv kernel's spatial dims from the centre."""
     index = []
-    for dim, (have, want) in enumerate(zip(source.shape, shape)):
-        if source.ndim == 4 and dim < 2 and have == KERNEL and want < KERNEL:
+    for dim, (have, want) in enumerate(zip(source_shape, shape)):
+        if len(source_shape) == 4 and dim < 2 and have == KERNEL and want < KERNEL:
             lo = (have - want) // 2
             index.append(slice(lo, lo + want))
         else:
             index.append(slice(0, want))
-    return source[tuple(index)]
+    return tuple(index)
+
+
+def _cut(source: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return source[cut_index(source.shape, shape)]
 
 
 def child_variables(layout: SupernetLayout, variables: dict[str, Any], spec: ArchSpec) -> dict[str, Any]:
@@ -65,7 +71,7 @@ def child_variables(layout: SupernetLayout, variables: dict[str, Any], spec: Arc
     flat_src = {k: np.asarray(v) for k, v in flax.traverse_util.flatten_dict(variables).items()}
     out = {}
     for key, leaf in flax.traverse_util.flatten_dict(shapes).items():
-        src = (key[0], *_source(key[1:], layer_map))
+        src = (key[0], *source_key(key[1:], layer_map))
         if src not in flat_src:
             raise KeyError(f"supernet has no variable {'/'.join(src)} for the child's {'/'.join(key)}")
         out[key] = jnp.asarray(_cut(flat_src[src], tuple(leaf.shape)))
@@ -80,6 +86,6 @@ def layer_variables(slot_variables: dict[str, Any], layer: LayerSpec) -> dict[st
     flat_src = {k: np.asarray(v) for k, v in flax.traverse_util.flatten_dict(slot_variables).items()}
     out = {}
     for key, leaf in flax.traverse_util.flatten_dict(shapes).items():
-        src = (key[0], *_source(("layer", *key[1:]), {"layer": ("", "", layer.op)})[2:])
+        src = (key[0], *source_key(("layer", *key[1:]), {"layer": ("", "", layer.op)})[2:])
         out[key] = jnp.asarray(_cut(flat_src[src], tuple(leaf.shape)))
     return flax.traverse_util.unflatten_dict(out)

@@ -135,13 +135,29 @@ def _train_fn(fns: list[StageFns], key: jax.Array, inputs: StepInputs) -> Callab
     return train
 
 
+def stage_evaluate(fns: list[StageFns], params: list, stats: list, batch: Batch) -> dict:
+    """Evaluation sums of one batch through the stage programs (padded stage variables)."""
+    x = batch.images
+    for i, f in enumerate(fns[:-1]):
+        x = f.evaluate(params[i], stats[i], x)
+    return fns[-1].evaluate(params[-1], stats[-1], x, batch.labels, batch.mask)
+
+
+def stage_batch_stats(fns: list[StageFns], params: list, zeros: list, images: jax.Array) -> list:
+    """Each stage's BN batch statistics on ``images`` (training-mode forward from ``zeros``, BN
+    averages of zero), one tree per stage."""
+    x, out = images, []
+    for i, f in enumerate(fns[:-1]):
+        x, new, _ = f.forward(params[i], zeros[i], x)
+        out.append(batch_statistics(new))
+    out.append(fns[-1].batch_stats(params[-1], zeros[-1], x))
+    return out
+
+
 def _evaluate_fn(stages: tuple[Stage, ...], fns: list[StageFns], padders: tuple | None = None) -> Callable:
     def evaluate(variables: dict[str, Any], batch: Batch) -> dict:
         params, stats = _split(stages, variables, padders)
-        x = batch.images
-        for i, f in enumerate(fns[:-1]):
-            x = f.evaluate(params[i], stats[i], x)
-        return fns[-1].evaluate(params[-1], stats[-1], x, batch.labels, batch.mask)
+        return stage_evaluate(fns, params, stats, batch)
 
     return evaluate
 
@@ -151,11 +167,7 @@ def _batch_stats_fn(stages: tuple[Stage, ...], fns: list[StageFns], padders: tup
 
     def batch_stats(variables: dict[str, Any], batch: Batch) -> Any:
         params, stats = _split(stages, variables, padders)
-        x, out = batch.images, []
-        for i, f in enumerate(fns[:-1]):
-            x, new, _ = f.forward(params[i], jax.tree.map(jnp.zeros_like, stats[i]), x)
-            out.append(batch_statistics(new))
-        out.append(fns[-1].batch_stats(params[-1], stats[-1], x))
+        out = stage_batch_stats(fns, params, jax.tree.map(jnp.zeros_like, stats), batch.images)
         if padders is not None:
             out = [t if p is None else p.unpad("batch_stats", t) for p, t in zip(padders, out)]
         return merge_stage_trees(list(zip(stages, out)))

@@ -3,9 +3,9 @@ is an argument, never a new program).
 
 A child's accuracy is its path's accuracy on validation images after its BN statistics are
 recomputed on a batch of training images (the shared averages belong to no child), as TuNAS
-does. Training the shared weights is not here yet: the one-program supernet's training step
-compiled for over 10 minutes on this machine (issue 21's note), so how it is cut into programs
-is still open.
+does. This masked route computes every op at full width; `oneshot_eval` scores a path with the
+child's own padded stage programs instead, and `oneshot_train` trains the shared weights path
+by path with them (a one-program supernet training step compiled for over 10 minutes here).
 """
 
 from __future__ import annotations

@@ -200,6 +200,13 @@ class StageCache:
     def __len__(self) -> int:
         return len(self._fns)
 
+    def drop_oldest(self, count: int) -> None:
+        """Forget the ``count`` least recently used stages (their executables, and the memory
+        XLA mapped for them, are freed once no running step holds them)."""
+        with self._lock:
+            for _ in range(min(count, len(self._fns))):
+                self._fns.popitem(last=False)
+
     def prepare(self, stages: Sequence[Stage], hyper: StaticHyper, parts: OptimizerParts, num_classes: int,
                 data_sharding: jax.sharding.Sharding, replicated: jax.sharding.Sharding) -> tuple[list[StageFns], float]:
         """Executables for every stage (compiled now where missing), and the seconds spent compiling."""
