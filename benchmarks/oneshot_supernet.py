@@ -4,7 +4,7 @@ Trains the fmnist supernet's shared weights (proxy recipe: 16x16, batch 32) with
 sampled paths for --steps steps in one process with a fresh stage cache, then scores
 --children sampled children (BN statistics on --calibration training images, accuracy on
 --validation validation images). The runner drops its least recently used stage programs when
-the process nears its memory-map limit (`oneshot_train.MAP_SHARE`); JAX's persistent compilation cache is on, in a fresh
+the process nears its memory-map limit (`stage_compile.MAP_SHARE`); JAX's persistent compilation cache is on, in a fresh
 directory, so a dropped stage met again is reloaded, not recompiled. Reports: the median step over steps that compiled nothing,
 after the first --warmup steps; the stage programs compiled and the seconds spent; the
 gather (host slices -> device) and scatter (device -> host slices) time per step; seconds per
@@ -54,7 +54,8 @@ def main() -> None:
     from mnas_jax.train.config import proxy
     from mnas_jax.train.oneshot_eval import evaluate_child, evaluation_batches
     from mnas_jax.train.oneshot_paths import copy_weights, gather_child, scatter_child
-    from mnas_jax.train.oneshot_train import default_layout, memory_maps, path_runner, train_supernet, uniform_paths
+    from mnas_jax.train.oneshot_train import default_layout, path_runner, train_supernet, uniform_paths
+    from mnas_jax.train.stage_compile import memory_maps
 
     space = get_space("mnasnet", "fmnist")
     config = proxy()

@@ -260,17 +260,18 @@ class _Cache:
         self.n -= count
 
 
-def test_a_runner_keeps_within_the_memory_maps(monkeypatch):
+def test_a_stage_cache_keeps_within_the_memory_maps(monkeypatch):
     """Stages that hold 500 memory maps each: past 80% of the limit, the oldest are dropped
-    until the process holds under 65% (never the current child's); below 80%, none."""
-    from mnas_jax.train import oneshot_train
+    until the process holds under 65% (never the current child's); below 80%, none. Every
+    stage cache does this after compiling (the process cache of stand-alone children too)."""
+    from mnas_jax.train import stage_compile
 
     cache = _Cache(120)
-    monkeypatch.setattr(oneshot_train, "memory_maps", lambda: (500 * cache.n, 65_530))
-    dropped = oneshot_train.keep_within_maps(cache, 20)
+    monkeypatch.setattr(stage_compile, "memory_maps", lambda: (500 * cache.n, 65_530))
+    dropped = stage_compile.keep_within_maps(cache, 20)
     assert 20 <= cache.n and 500 * cache.n <= 0.65 * 65_530 and dropped == 120 - cache.n
-    assert oneshot_train.keep_within_maps(_Cache(100), 20) == 0
+    assert stage_compile.keep_within_maps(_Cache(100), 20) == 0
     small = _Cache(120)
-    monkeypatch.setattr(oneshot_train, "memory_maps", lambda: (10_000 * small.n, 65_530))
-    oneshot_train.keep_within_maps(small, 20)
+    monkeypatch.setattr(stage_compile, "memory_maps", lambda: (10_000 * small.n, 65_530))
+    stage_compile.keep_within_maps(small, 20)
     assert small.n == 20

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -47,15 +46,6 @@ from mnas_jax.train.stage_compile import StageCache, StageFns
 
 SamplePath = Callable[[jax.Array], ArchSpec]  # a PRNG key -> the child whose path trains next
 
-# XLA:CPU maps each compiled kernel into memory on its own: a padded stage's three programs take
-# ~250 memory maps (regular convs) to ~480 (5x5 inverted bottlenecks, shift-and-add depthwise),
-# and Linux allows a process 65,530 by default (vm.max_map_count). A process that kept every
-# stage of the fmnist space it met died after ~30 supernet steps with "LLVM compilation error:
-# Cannot allocate memory". So after a step that compiled something, a runner whose process holds
-# more than MAP_SHARE of its allowed maps drops its least recently used stages until it holds
-# less than MAP_TARGET; a dropped stage met again is recompiled (~2 s) or, with JAX's persistent
-# compilation cache on (`compile_cache`), reloaded (~0.16 s).
-MAP_SHARE, MAP_TARGET = 0.8, 0.65
 
 
 def uniform_paths(space: Any, input_size: int | None = None) -> SamplePath:
@@ -82,7 +72,6 @@ class PathRunner:
     placement: Placement
     parts: OptimizerParts
     compile_seconds: float = 0.0  # spent compiling stages so far
-    dropped: int = 0  # stages dropped to keep within the process's memory maps
     _plans: dict = dataclasses.field(default_factory=dict, repr=False)
     _opt_layouts: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -94,51 +83,23 @@ class PathRunner:
             self._plans[spec] = child_plan(self.layout, spec, self.impl, weights, self.parts, self._opt_layouts)
         return self._plans[spec]
 
+    @property
+    def dropped(self) -> int:
+        """Stages its cache dropped to keep within the process's memory maps."""
+        return self.cache.dropped
+
     def stage_fns(self, plan: ChildPlan) -> list[StageFns]:
         """The child's stage programs, compiling the missing ones."""
-        misses = self.cache.misses
         fns, seconds = self.cache.prepare(plan.stages, static_hyper(self.config), self.parts,
                                           self.layout.num_classes, self.placement.data, self.placement.replicated)
         self.compile_seconds += seconds
-        if self.cache.misses > misses:
-            self.dropped += keep_within_maps(self.cache, len(plan.stages))
         return fns
-
-
-def memory_maps() -> tuple[int, int] | None:
-    """(memory maps this process holds, the most it may hold), where Linux tells; else None."""
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            limit = int(f.read())
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f), limit
-    except (OSError, ValueError):
-        return None
-
-
-def keep_within_maps(cache: StageCache, keep: int) -> int:
-    """Drop `cache`'s least recently used stages (never its `keep` newest) while this process
-    holds more than MAP_TARGET of its allowed memory maps, once it holds more than MAP_SHARE;
-    returns how many were dropped."""
-    maps = memory_maps()
-    if maps is None or maps[0] < MAP_SHARE * maps[1]:
-        return 0
-    dropped = 0
-    while maps is not None and maps[0] > MAP_TARGET * maps[1] and len(cache) > keep:
-        count = min(max(1, len(cache) // 10), len(cache) - keep)
-        cache.drop_oldest(count)
-        dropped += count
-        before, maps = maps, memory_maps()
-        if maps is not None and maps[0] >= before[0]:
-            gc.collect()  # executables caught in reference cycles
-            maps = memory_maps()
-    return dropped
 
 
 def path_runner(layout: SupernetLayout, config: TrainConfig, impl: DepthwiseImpl,
                 cache: StageCache | None = None, placement: Placement | None = None) -> PathRunner:
     """A runner for `layout`'s children trained with `config`; its own stage cache by default
-    (kept within the process's memory maps: see `MAP_SHARE`)."""
+    (kept within the process's memory maps: see `stage_compile.MAP_SHARE`)."""
     if config.ema_decay is not None:
         raise ValueError("the one-shot trainer keeps no EMA of the shared weights; use a config with "
                          "ema_decay=None (the proxy preset)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import gc
 import logging
 import threading
 import time
@@ -184,8 +185,50 @@ def compile_stage(stage: Stage, first: bool, hyper: StaticHyper, parts: Optimize
     return StageFns(forward, backward, evaluate)
 
 
+# XLA:CPU maps each compiled kernel into memory on its own: a padded stage's three programs take
+# ~250 memory maps (regular convs) to ~480 (5x5 inverted bottlenecks, shift-and-add depthwise),
+# and Linux allows a process 65,530 by default (vm.max_map_count). A process that kept every
+# stage of the fmnist space it met died after ~30 supernet steps with "LLVM compilation error:
+# Cannot allocate memory". So after compiling, a stage cache whose process holds
+# more than MAP_SHARE of its allowed maps drops its least recently used stages until it holds
+# less than MAP_TARGET; a dropped stage met again is recompiled (~2 s) or, with JAX's persistent
+# compilation cache on (`compile_cache`), reloaded (~0.16 s).
+MAP_SHARE, MAP_TARGET = 0.8, 0.65
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """(memory maps this process holds, the most it may hold), where Linux tells; else None."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f), limit
+    except (OSError, ValueError):
+        return None
+
+
+def keep_within_maps(cache: StageCache, keep: int) -> int:
+    """Drop `cache`'s least recently used stages (never its `keep` newest) while this process
+    holds more than MAP_TARGET of its allowed memory maps, once it holds more than MAP_SHARE;
+    returns how many were dropped."""
+    maps = memory_maps()
+    if maps is None or maps[0] < MAP_SHARE * maps[1]:
+        return 0
+    dropped = 0
+    while maps is not None and maps[0] > MAP_TARGET * maps[1] and len(cache) > keep:
+        count = min(max(1, len(cache) // 10), len(cache) - keep)
+        cache.drop_oldest(count)
+        dropped += count
+        before, maps = maps, memory_maps()
+        if maps is not None and maps[0] >= before[0]:
+            gc.collect()  # executables caught in reference cycles
+            maps = memory_maps()
+    return dropped
+
+
 class StageCache:
-    """Compiled stages of this process, least recently used dropped beyond ``capacity``.
+    """Compiled stages of this process, least recently used dropped beyond ``capacity`` or when
+    the process nears its memory-map limit (`keep_within_maps`).
 
     Thread-safe; ``prepare`` compiles the missing stages of a child two at a time (XLA releases
     the GIL while compiling, so two compiles keep both cores of a small machine busy).
@@ -196,6 +239,7 @@ class StageCache:
         self._fns: OrderedDict[tuple, StageFns] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.dropped = 0  # stages dropped to keep within the process's memory maps
 
     def __len__(self) -> int:
         return len(self._fns)
@@ -232,6 +276,8 @@ class StageCache:
                 fns.append(self._fns[k])
             while len(self._fns) > self.capacity:
                 self._fns.popitem(last=False)
+        if missing:
+            self.dropped += keep_within_maps(self, len(set(keys)))
         return fns, time.perf_counter() - start
 
 
