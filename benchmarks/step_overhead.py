@@ -9,7 +9,7 @@ turn (the order alternates), so the machine's drift hits all three alike:
 - ``before``: the step loop as it was (`legacy_train_fn`: a host-to-device transfer of the
   learning rate, the EMA decay and the step index every step, one eager op per stage for the
   gradient norm);
-- ``after``: the trainer's step now (`layerwise._train_fn`);
+- ``after``: the trainer's step now (`layerwise.stage_train_fn`);
 - ``compute``: the same executables, each waited for before the next is called, counting only
   the time inside them: the floor a step cannot go below without faster executables.
 

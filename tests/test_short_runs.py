@@ -174,7 +174,7 @@ def test_layerwise_step_keeps_the_losses_of_the_step_before(fmnist: ArraySource,
         lrs, decays = (np.array([np.asarray(v) for v in vs], np.float32) for vs in (inputs.lr, inputs.decay))
         return legacy_train_fn(fns, key, lrs, decays, inputs.lr[0].sharding)
 
-    monkeypatch.setattr(layerwise, "_train_fn", legacy)
+    monkeypatch.setattr(layerwise, "stage_train_fn", legacy)
     before = train_and_evaluate(MIXED, config, jax.random.key(5), fmnist, stage_cache=cache)
     assert before.ok and after.ok
     assert len(after.loss_curve) == config.max_steps

@@ -103,7 +103,7 @@ def step_metrics(loss: jax.Array, correct: jax.Array, norms: list[jax.Array], ba
     return {"loss": loss, "accuracy": correct / batch_size, "grad_norm": jnp.sqrt(sum(norms))}
 
 
-def _train_fn(fns: list[StageFns], key: jax.Array, inputs: StepInputs) -> Callable:
+def stage_train_fn(fns: list[StageFns], key: jax.Array, inputs: StepInputs) -> Callable:
     """One training step: ~2 executables per stage and one for the metrics; no host transfers,
     no host syncs (metrics stay on the device until the loop fetches them)."""
     chain, tail = fns[:-1], fns[-1]
@@ -200,5 +200,5 @@ def compile_layerwise(spec: ArchSpec, impl: DepthwiseImpl, config: TrainConfig, 
         return LayerwiseState(0, params, stats, opt, ema, jax.tree.map(jnp.copy, stats), stages, padders)
 
     batch_stats = _batch_stats_fn(stages, fns, padders) if config.bn_recalibration_examples else None
-    train = _train_fn(fns, key, step_inputs(lrs, decays, rep))
+    train = stage_train_fn(fns, key, step_inputs(lrs, decays, rep))
     return Compiled(make_state, train, _evaluate_fn(stages, fns, padders), batch_stats, time.perf_counter() - start)

@@ -36,7 +36,7 @@ from mnas_jax.space import get_space
 from mnas_jax.space.spec import ArchSpec
 from mnas_jax.train.checkpoint import Checkpointer
 from mnas_jax.train.config import TrainConfig
-from mnas_jax.train.layerwise import LayerwiseState, StepInputs, _train_fn, static_hyper
+from mnas_jax.train.layerwise import LayerwiseState, StepInputs, stage_train_fn, static_hyper
 from mnas_jax.train.oneshot import abstract_variables
 from mnas_jax.train.oneshot_paths import (ChildPlan, SharedWeights, StageVariables, child_plan, fresh_weights,
                                           gather_child, scatter_child, tree_weights, weights_tree)
@@ -131,7 +131,7 @@ def train_step(runner: PathRunner, weights: SharedWeights, spec: ArchSpec, batch
     dev = jax.device_put(gather_child(weights, plan), rep)
     step, lr_, decay = jax.device_put((np.int32(weights.step), np.float32(lr), np.float32(0.0)), rep)
     state = LayerwiseState(0, dev.params, dev.stats, dev.opt, None, [], plan.stages)
-    new, metrics = _train_fn(fns, key, StepInputs([step], [lr_], [decay]))(state, batch, key)
+    new, metrics = stage_train_fn(fns, key, StepInputs([step], [lr_], [decay]))(state, batch, key)
     scatter_child(weights, plan, StageVariables(new.params, new.stats, new.opt))
     return weights._replace(step=weights.step + 1), metrics
 
